@@ -1,0 +1,28 @@
+"""reactor: a one-thread selectors HTTP/1.1 server, standard library only."""
+
+from .app import App, to_response
+from .config import Config
+from .connection import Connection, State
+from .http.errors import ProtocolError
+from .http.request import Headers, Request
+from .http.response import Response
+from .loop import Loop, Timer
+from .server import Server
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Config",
+    "Connection",
+    "Headers",
+    "Loop",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "Server",
+    "State",
+    "Timer",
+    "__version__",
+    "to_response",
+]

@@ -1,0 +1,173 @@
+"""The handler table: routes from method and path to a handler.
+
+A handler is a plain function ``handler(request) -> result`` that runs on the
+loop thread, so it must not block. The result is a
+:class:`~reactor.http.response.Response`, or a shorthand for one:
+
+========== ==========================================================
+``str``    ``text/plain; charset=utf-8``
+``bytes``  ``application/octet-stream``
+``dict``   ``application/json`` (also ``list``)
+``None``   ``204 No Content``
+========== ==========================================================
+
+Paths are matched exactly (a dictionary look-up) or by pattern: ``{name}``
+matches one path segment, ``{name:path}`` the rest of the path, and the values
+land in ``request.params``. A path that matches with the wrong method gets 405
+with ``Allow``; one that matches nothing gets 404. ``HEAD`` is answered by the
+``GET`` handler (the connection sends the headers alone), and ``OPTIONS`` gets
+the ``Allow`` list unless a handler is registered for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from .http.request import Request
+from .http.response import Response
+
+__all__ = ["App", "Handler", "to_response"]
+
+Handler = Callable[[Request], Any]
+H = TypeVar("H", bound=Handler)
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
+
+
+class _Route:
+    __slots__ = ("pattern", "handlers")
+
+    def __init__(self, pattern: re.Pattern[str] | None) -> None:
+        self.pattern = pattern
+        self.handlers: dict[str, Handler] = {}
+
+    def allow(self) -> str:
+        methods = set(self.handlers)
+        if "GET" in methods:
+            methods.add("HEAD")
+        methods.add("OPTIONS")
+        return ", ".join(sorted(methods))
+
+
+def _compile(path: str) -> re.Pattern[str] | None:
+    """A regex for a path with ``{params}``, or None for a plain path."""
+    if not path.startswith("/"):
+        raise ValueError(f"route path must start with '/': {path!r}")
+    if "{" not in path:
+        return None
+    parts = []
+    last = 0
+    for match in _PARAM.finditer(path):
+        parts.append(re.escape(path[last : match.start()]))
+        body = ".+" if match.group(2) else "[^/]+"
+        parts.append(f"(?P<{match.group(1)}>{body})")
+        last = match.end()
+    parts.append(re.escape(path[last:]))
+    return re.compile("".join(parts))
+
+
+class App:
+    """A table of routes. Use :meth:`route` or :meth:`add_route` to fill it."""
+
+    def __init__(self) -> None:
+        self._exact: dict[str, _Route] = {}
+        self._patterns: list[_Route] = []
+
+    def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
+        """Answer ``methods`` on ``path`` with ``handler``.
+
+        Raises:
+            ValueError: the path does not start with ``/``, or a method on it
+                already has a handler.
+        """
+        pattern = _compile(path)
+        if pattern is None:
+            route = self._exact.setdefault(path, _Route(None))
+        else:
+            for route in self._patterns:
+                if route.pattern is not None and route.pattern.pattern == pattern.pattern:
+                    break
+            else:
+                route = _Route(pattern)
+                self._patterns.append(route)
+        for method in methods:
+            method = method.upper()
+            if method in route.handlers:
+                raise ValueError(f"{method} {path} already has a handler")
+            route.handlers[method] = handler
+
+    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[H], H]:
+        """Decorator form of :meth:`add_route`."""
+
+        def register(handler: H) -> H:
+            self.add_route(path, handler, methods)
+            return handler
+
+        return register
+
+    def _match(self, request: Request) -> tuple[_Route | None, dict[str, str]]:
+        route = self._exact.get(request.path)
+        if route is not None:
+            return route, {}
+        for route in self._patterns:
+            assert route.pattern is not None
+            match = route.pattern.fullmatch(request.path)
+            if match is not None:
+                return route, match.groupdict()
+        return None, {}
+
+    def _select(self, request: Request) -> Handler | Response:
+        """The handler for ``request``, or the response that refuses it."""
+        if request.path == "*":
+            methods = {m for route in self._exact.values() for m in route.handlers}
+            methods |= {m for route in self._patterns for m in route.handlers}
+            methods |= {"OPTIONS", "HEAD"} if "GET" in methods else {"OPTIONS"}
+            return Response(b"", 204, headers=[("Allow", ", ".join(sorted(methods)))])
+        route, params = self._match(request)
+        if route is None:
+            return Response.text("404 Not Found\n", 404)
+        method = request.method
+        handler = route.handlers.get(method)
+        if handler is None and method == "HEAD":
+            handler = route.handlers.get("GET")
+        if handler is None:
+            if method == "OPTIONS":
+                return Response(b"", 204, headers=[("Allow", route.allow())])
+            return Response.text("405 Method Not Allowed\n", 405, headers=[("Allow", route.allow())])
+        request.params = params
+        return handler
+
+    def handle(self, request: Request) -> Response:
+        """Route ``request`` and turn the handler's result into a response.
+
+        An exception from the handler propagates: the connection answers 500.
+        """
+        selected = self._select(request)
+        if isinstance(selected, Response):
+            return selected
+        return to_response(selected(request))
+
+    def respond_early(self, request: Request) -> Response | None:
+        """For ``Expect: 100-continue``: the 404 or 405 that makes the body moot."""
+        selected = self._select(request)
+        return selected if isinstance(selected, Response) else None
+
+    def __call__(self, request: Request) -> Response:
+        return self.handle(request)
+
+
+def to_response(result: Any) -> Response:
+    """Turn a handler's result into a :class:`Response` (see the module docs)."""
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, str):
+        return Response(result.encode(), 200, content_type="text/plain; charset=utf-8")
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(bytes(result), 200, content_type="application/octet-stream")
+    if isinstance(result, (dict, list)):
+        return Response.json(result)
+    if result is None:
+        return Response(b"", 204)
+    raise TypeError(f"a handler returned {type(result).__name__}, not a Response, str, bytes or dict")

@@ -1,0 +1,106 @@
+"""``python -m reactor``: read the flags, build the app and the server, run.
+
+With no flags it serves the built-in demo on http://127.0.0.1:8000. ``--app
+module:attribute`` serves any :class:`~reactor.app.App`; ``--port 0`` picks a
+free port. The bound address is printed on standard output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .app import App
+from .config import Config
+from .demo import make_demo
+from .log import configure
+from .server import Server
+
+__all__ = ["load_app", "main", "parse_args"]
+
+# Flags that map one-to-one onto Config fields: (flag, field, type, help).
+_CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--header-timeout", "header_timeout_s", float, "seconds to receive a request head"),
+    ("--body-timeout", "body_timeout_s", float, "longest gap between body reads, seconds"),
+    ("--keepalive-timeout", "keepalive_timeout_s", float, "idle seconds between requests"),
+    ("--write-timeout", "write_timeout_s", float, "seconds a write may make no progress"),
+    ("--shutdown-timeout", "shutdown_timeout_s", float, "seconds a graceful shutdown waits"),
+    ("--max-connections", "max_connections", int, "open connections at most"),
+    ("--max-request-line", "max_request_line_bytes", int, "request line bytes (414 above)"),
+    ("--max-header-line", "max_header_line_bytes", int, "one header line's bytes (431 above)"),
+    ("--max-head", "max_head_bytes", int, "whole request head bytes (431 above)"),
+    ("--max-headers", "max_header_count", int, "header fields per request (431 above)"),
+    ("--max-body", "max_body_bytes", int, "request body bytes (413 above)"),
+    ("--backlog", "backlog", int, "listen(2) backlog"),
+]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse command-line flags."""
+    defaults = Config()
+    parser = argparse.ArgumentParser(prog="reactor", description="A one-thread selectors HTTP/1.1 server.")
+    parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="port; 0 picks a free one")
+    parser.add_argument("--app", help="serve module:attribute, an App (default: the demo)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="level of the reactor.error and reactor.access loggers",
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    parser.add_argument("--version", action="version", version=f"reactor {__version__}")
+    limits = parser.add_argument_group("limits and timeouts")
+    for flag, field, kind, text in _CONFIG_FLAGS:
+        default = getattr(defaults, field)
+        limits.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} (default {default})")
+    return parser.parse_args(argv)
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` and return the app it names."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise SystemExit(f"--app takes module:attribute, not {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"cannot import {module_name!r}: {exc}") from None
+    try:
+        app = getattr(module, attribute)
+    except AttributeError:
+        raise SystemExit(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not hasattr(app, "handle"):
+        raise SystemExit(f"{spec} is a {type(app).__name__}, not an App")
+    return app  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | None = None) -> int:
+    """Run the server; returns the exit status. ``serve`` replaces the run (tests)."""
+    args = parse_args(argv)
+    configure(args.log_level, access=not args.no_access_log)
+    limits = {field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS}
+    config = Config(host=args.host, port=args.port, access_log=not args.no_access_log, **limits)
+    if args.app:
+        app = load_app(args.app)
+    else:
+        app = make_demo()
+    server = Server(app, config)
+    try:
+        addresses = server.listen()
+    except OSError as exc:
+        print(f"reactor: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if hasattr(app, "attach"):
+        app.attach(server)
+    for host, port in addresses:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"reactor {__version__} serving http://{shown}:{port}/ (pid {os.getpid()})", flush=True)
+    (serve or Server.serve_forever)(server)
+    return 0

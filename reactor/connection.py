@@ -1,0 +1,511 @@
+"""One client connection: the state machine, its buffers and its timers.
+
+Theory of operation
+-------------------
+A connection is always in one :class:`State`. The only way to change it is
+:meth:`Connection._move`, which looks the move up in :data:`TRANSITIONS` and
+refuses any move the table does not hold::
+
+    IDLE ──data──> READING_HEADERS ──head (body follows)──> READING_BODY
+                        │                                       │
+                        └──────────request complete─────────────┴──> WRITING
+    WRITING ──response queued, keep-alive──> IDLE
+    WRITING ──output flushed, closing──> CLOSED
+    any state ──close (error, timeout, peer gone, shutdown)──> CLOSED
+
+Everything else follows from the state, in :meth:`Connection._sync`, which
+runs once at the end of every I/O callback:
+
+* the selector mask: reading states watch ``EVENT_READ``; ``EVENT_WRITE`` is
+  watched only while output is pending; ``modify()`` runs only when the mask
+  changes;
+* the state's timer: ``IDLE`` arms the keep-alive timeout, ``READING_HEADERS``
+  the header deadline (counted from the first byte, never refreshed),
+  ``READING_BODY`` the gap between body reads. One :class:`~reactor.loop.Timer`
+  per connection is reset, never re-created.
+
+Output is queued and sent at once; what the socket does not take waits for
+``EVENT_WRITE``. Pipelined requests that are already buffered are answered in
+order in the same pass, their responses coalesced into one ``send``, while the
+queued output stays under ``write_high_water_bytes``. Above it the connection
+stays in ``WRITING`` and reads nothing until the output drains below
+``write_low_water_bytes``: a client that pipelines without reading cannot make
+the server buffer without bound.
+
+This is the only module that calls ``recv`` and ``send`` on a client socket.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import socket
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Protocol
+
+from .http.errors import LocalProtocolError, ProtocolError
+from .http.parser import Event, RequestParser
+from .http.request import Request
+from .http.response import Response, body_allowed, encode_head, informational
+from .log import access, access_log, error_log
+from .loop import EVENT_READ, EVENT_WRITE, Loop, Timer
+
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["TRANSITIONS", "Application", "Connection", "State"]
+
+
+class State(enum.Enum):
+    """Where a connection is in its request/response cycle."""
+
+    IDLE = "idle"
+    READING_HEADERS = "reading headers"
+    READING_BODY = "reading body"
+    WRITING = "writing"
+    CLOSED = "closed"
+
+
+IDLE = State.IDLE
+READING_HEADERS = State.READING_HEADERS
+READING_BODY = State.READING_BODY
+WRITING = State.WRITING
+CLOSED = State.CLOSED
+
+#: Every allowed move: ``(state, event) -> next state``. ``docs/state-machine.md``
+#: draws its diagram from this table.
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (IDLE, "data"): READING_HEADERS,
+    (READING_HEADERS, "head"): READING_BODY,
+    (READING_HEADERS, "request"): WRITING,
+    (READING_BODY, "request"): WRITING,
+    (READING_HEADERS, "reject"): WRITING,
+    (READING_BODY, "reject"): WRITING,
+    (WRITING, "keep-alive"): IDLE,
+    (IDLE, "close"): CLOSED,
+    (READING_HEADERS, "close"): CLOSED,
+    (READING_BODY, "close"): CLOSED,
+    (WRITING, "close"): CLOSED,
+}
+
+# Bodies up to this size are copied behind the head so that one send() carries
+# both; larger ones are queued as they are and sent with sendmsg().
+_COALESCE_BYTES = 16384
+# Resets and broken pipes are the peer leaving: logged at debug level only.
+_IOV_MAX = 512
+_DISCONNECTED = frozenset((errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT))
+
+
+class Application(Protocol):
+    """What a connection needs from the app: a response for each request."""
+
+    def handle(self, request: Request) -> Response:
+        """The response to ``request`` (the body has been read)."""
+        ...
+
+    def respond_early(self, request: Request) -> Response | None:
+        """A final response to send instead of ``100 Continue``, or None."""
+        ...
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from the server that accepted it."""
+
+    @property
+    def accepting(self) -> bool: ...
+    def connection_closed(self, connection: Connection) -> None: ...
+    def linger(self, sock: socket.socket) -> None: ...
+
+
+class Connection:
+    """The state machine for one accepted socket. See the module docs."""
+
+    __slots__ = (
+        "sock",
+        "client",
+        "state",
+        "loop",
+        "config",
+        "app",
+        "owner",
+        "parser",
+        "request",
+        "_out",
+        "_out_bytes",
+        "_mask",
+        "_timer",
+        "_timer_armed_for",
+        "_write_timer",
+        "_closing",
+        "_started",
+        "_client_text",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        client: tuple[str, int],
+        loop: Loop,
+        config: Config,
+        app: Application,
+        owner: ConnectionOwner,
+    ) -> None:
+        self.sock = sock
+        self.client = client
+        self.loop = loop
+        self.config = config
+        self.app = app
+        self.owner = owner
+        self.parser = RequestParser(config)
+        self.request: Request | None = None
+        # Pending output; None when empty, so an idle connection owns no buffer.
+        self._out: deque[bytes | memoryview] | None = None
+        self._out_bytes = 0
+        self._mask = EVENT_READ
+        self._timer: Timer = loop.timer(self._on_timeout)
+        self._timer_armed_for: State | None = None
+        self._write_timer: Timer | None = None
+        self._closing = False  # the current response is the last one
+        self._started = 0.0
+        self._client_text = ""
+        # A new connection is waiting for a request head: the header deadline
+        # runs from accept (an idle preconnect is closed at that deadline).
+        self.state = READING_HEADERS
+        loop.register(sock, EVENT_READ, self._on_event)
+        self._sync()
+
+    def __repr__(self) -> str:
+        fd = self.sock.fileno()
+        return f"<Connection fd={fd} {self.state.name} in={self.parser.buffered}B out={self._out_bytes}B>"
+
+    # -- the state machine -------------------------------------------------
+
+    def _move(self, event: str) -> None:
+        """Make the move ``event`` from the current state, or refuse it."""
+        new = TRANSITIONS.get((self.state, event))
+        if new is None:
+            raise LocalProtocolError(f"can't go from {self.state.name} on {event!r}")
+        self.state = new
+        self._timer_armed_for = None
+
+    def _sync(self) -> None:
+        """Make the selector mask and the state's timer follow the state."""
+        state = self.state
+        if state is CLOSED:
+            return
+        if state is WRITING or self.parser.eof:
+            mask = 0
+        else:
+            mask = EVENT_READ
+        if self._out_bytes:
+            mask |= EVENT_WRITE
+        if mask != self._mask:
+            # A selector cannot watch for nothing: an empty mask unregisters.
+            if not mask:
+                self.loop.unregister(self.sock)
+            elif not self._mask:
+                self.loop.register(self.sock, mask, self._on_event)
+            else:
+                self.loop.modify(self.sock, mask, self._on_event)
+            self._mask = mask
+        if self._timer_armed_for is not state:
+            self._timer_armed_for = state
+            config = self.config
+            if state is IDLE:
+                self._timer.reset(self.loop.now + config.keepalive_timeout_s)
+            elif state is READING_HEADERS:
+                self._timer.reset(self.loop.now + config.header_timeout_s)
+            elif state is READING_BODY:
+                self._timer.reset(self.loop.now + config.body_timeout_s)
+            else:
+                self._timer.cancel()
+
+    # -- I/O ---------------------------------------------------------------
+
+    def _on_event(self, mask: int) -> None:
+        if mask & EVENT_WRITE:
+            self._flush()
+            if (
+                self.state is WRITING
+                and self.request is None
+                and not self._closing
+                and self._out_bytes <= self.config.write_low_water_bytes
+            ):
+                # The output held back by the high-water mark has drained:
+                # answer the next pipelined request.
+                self._next_cycle()
+                self._process()
+        if mask & EVENT_READ and self.state is not CLOSED and self.state is not WRITING:
+            self._read()
+        if self.state is not CLOSED:
+            self._sync()
+
+    def _next_cycle(self) -> None:
+        """The response is queued and may persist: wait for the next request."""
+        self._move("keep-alive")
+        self.parser.start_next_cycle()
+        if self.parser.buffered:
+            self._move("data")
+            self._started = self.loop.now
+
+    def _read(self) -> None:
+        try:
+            data = self.sock.recv(self.config.recv_bytes)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._abort(exc)
+            return
+        state = self.state
+        if not data:
+            if state is IDLE and not self._out_bytes:
+                self.close()  # the peer closed between requests: nothing to say
+                return
+        elif state is IDLE:
+            self._move("data")
+            self._started = self.loop.now
+        elif state is READING_HEADERS and not self.parser.in_message:
+            self._started = self.loop.now  # the first bytes on a new connection
+        elif state is READING_BODY:
+            self._timer_armed_for = None  # a body read restarts the body timer
+        self.parser.receive_data(data)
+        self._process()
+
+    def _process(self) -> None:
+        """Parse buffered input and answer every complete request, in order."""
+        parser = self.parser
+        while True:
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                self._reject(exc)
+                break
+            if event is Event.NEED_DATA:
+                break
+            if event is Event.END_OF_MESSAGE:
+                self._move("request")
+                self._respond()
+                if self._closing or self._out_bytes > self.config.write_high_water_bytes:
+                    break  # stay in WRITING: closing, or backpressure
+                self._next_cycle()
+                continue
+            if event is Event.CLOSED:
+                if not self._out_bytes:
+                    self.close()
+                else:
+                    self._closing = True
+                break
+            if event is Event.PAUSED:
+                break
+            # A request head.
+            request = event
+            request.client = self.client
+            self.request = request
+            if request.has_body:
+                self._move("head")
+                if request.expect_continue and not parser.buffered:
+                    early = self.app.respond_early(request)
+                    if early is not None:
+                        # RFC 9110 §10.1.1: a final status instead of 100;
+                        # the unread body means the connection must close.
+                        self._move("request")
+                        self._closing = True
+                        self._send_response(request, early)
+                        break
+                    self._queue(informational(100))
+        self._flush()
+
+    def _respond(self) -> None:
+        request = self.request
+        assert request is not None
+        try:
+            response = self.app.handle(request)
+        except Exception:
+            error_log.exception("handler failed for %s %s", request.method, request.path)
+            response = _plain(500)
+        self._send_response(request, response)
+
+    def _send_response(self, request: Request, response: Response) -> None:
+        keep_alive = request.keep_alive and not self._closing and self.owner.accepting
+        status = response.status
+        body = response.body
+        if not body_allowed(status):
+            body = b""
+            length: int | None = None
+        else:
+            length = len(body)
+        if request.method == "HEAD":
+            body = b""
+        try:
+            head = encode_head(
+                response,
+                length,
+                keep_alive=keep_alive,
+                http10_keep_alive=keep_alive and request.version == "HTTP/1.0",
+            )
+        except LocalProtocolError as exc:
+            error_log.error("bad response from handler for %s %s: %s", request.method, request.path, exc)
+            response = _plain(500)
+            status, body = 500, response.body
+            length = len(body)
+            head = encode_head(response, length, keep_alive=keep_alive)
+            if request.method == "HEAD":
+                body = b""
+        if len(body) <= _COALESCE_BYTES:
+            self._queue(head + body if body else head)
+        else:
+            self._queue(head)
+            self._queue(body)
+        if access_log.isEnabledFor(20):
+            self._log_access(f"{request.method} {request.target} {request.version}", status, len(body))
+        self.request = None
+        if not keep_alive:
+            self._closing = True
+
+    def _reject(self, exc: ProtocolError) -> None:
+        """Answer a protocol error once, then read nothing more."""
+        request = self.request
+        error_log.info(
+            "%d from %s: %s",
+            exc.status,
+            self._client(),
+            str(exc).encode("ascii", "backslashreplace").decode("ascii"),
+        )
+        self._move("reject")
+        self._closing = True
+        self.request = None
+        response = _plain(exc.status)
+        head = encode_head(response, len(response.body), keep_alive=False)
+        self._queue(head + response.body)
+        if access_log.isEnabledFor(20):
+            line = f"{request.method} {request.target} {request.version}" if request else "-"
+            self._log_access(line, exc.status, len(response.body))
+
+    def _log_access(self, request_line: str, status: int, size: int) -> None:
+        duration_ms = (self.loop.time() - self._started) * 1000.0
+        access(self._client(), request_line, status, size, duration_ms)
+
+    def _client(self) -> str:
+        if not self._client_text:
+            self._client_text = str(self.client[0]) if self.client else "-"
+        return self._client_text
+
+    def _queue(self, data: bytes) -> None:
+        if self._out is None:
+            self._out = deque()
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    def _flush(self) -> None:
+        """Send what the socket takes now; what it does not waits for EVENT_WRITE."""
+        out = self._out
+        if out is not None:
+            try:
+                if len(out) == 1:
+                    sent = self.sock.send(out[0])
+                else:
+                    sent = self.sock.sendmsg(list(out)[:_IOV_MAX])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._abort(exc)
+                return
+            self._out_bytes -= sent
+            if not self._out_bytes:
+                self._out = None
+            else:
+                while sent:
+                    first = out[0]
+                    if sent >= len(first):
+                        sent -= len(first)
+                        out.popleft()
+                    else:
+                        out[0] = memoryview(first)[sent:]
+                        sent = 0
+                if sent or self._write_timer is None or self._write_timer.cancelled:
+                    self._arm_write_timer()
+                return
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+        # Everything is out; a closing connection closes now. (A connection
+        # that is still reading a request under shutdown closes after its
+        # response instead.)
+        if self._closing and (self.state is WRITING or self.state is IDLE):
+            self.close(linger=True)
+
+    def _arm_write_timer(self) -> None:
+        """(Re)start the write deadline: it measures time without progress."""
+        timer = self._write_timer
+        if timer is None:
+            timer = self._write_timer = self.loop.timer(self._on_write_timeout)
+        timer.reset(self.loop.now + self.config.write_timeout_s)
+
+    # -- timeouts and closing ------------------------------------------------
+
+    def _on_timeout(self) -> None:
+        state = self.state
+        if state is IDLE:
+            error_log.debug("keep-alive timeout from %s", self._client())
+            self.close()
+        elif state is READING_HEADERS or state is READING_BODY:
+            if state is READING_HEADERS and not self.parser.in_message:
+                error_log.debug("no request from %s before the header timeout", self._client())
+                self.close()
+                return
+            error_log.info("408 from %s: %s timeout", self._client(), state.value)
+            self._reject(ProtocolError(f"{state.value} timeout", 408))
+            self._flush()
+            if self.state is not CLOSED:
+                self._sync()
+
+    def _on_write_timeout(self) -> None:
+        if self.state is not CLOSED and self._out_bytes:
+            error_log.info("write timeout to %s with %d bytes unsent", self._client(), self._out_bytes)
+            self.close()
+
+    def _abort(self, exc: OSError) -> None:
+        if exc.errno in _DISCONNECTED:
+            error_log.debug("%s from %s", errno.errorcode.get(exc.errno or 0, exc), self._client())
+        else:
+            error_log.warning("socket error with %s: %s", self._client(), exc)
+        self.close()
+
+    def close(self, linger: bool = False) -> None:
+        """Close the connection now (``linger``: drain unread input first)."""
+        if self.state is CLOSED:
+            return
+        self._move("close")
+        self._timer.cancel()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+        if self._mask:
+            self.loop.unregister(self.sock)
+            self._mask = 0
+        self._out = None
+        self._out_bytes = 0
+        if linger and not self.parser.eof:
+            # RFC 9112 §9.6: close the sending side first and drain what the
+            # client still sends, so that closing with unread input does not
+            # reset the connection before the client has read our answer.
+            self.owner.linger(self.sock)
+        else:
+            self.sock.close()
+        self.owner.connection_closed(self)
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close now if idle, else after the current response."""
+        if (self.state is IDLE and not self._out_bytes) or (
+            self.state is READING_HEADERS and not self.parser.in_message
+        ):
+            self.close()
+        else:
+            self._closing = True
+
+
+def _plain(status: int) -> Response:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return Response.text(f"{status} {phrase}\n", status)

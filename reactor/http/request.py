@@ -1,0 +1,162 @@
+"""The request as the parser hands it over, and its headers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+__all__ = ["Headers", "Request"]
+
+
+class Headers:
+    """Case-insensitive, multi-valued request header fields, in arrival order.
+
+    Names are stored lower-cased; values are ``str`` decoded as ISO-8859-1, so
+    every octet the client sent is kept.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
+        self._fields = fields if fields is not None else []
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        name = name.lower()
+        for key, value in self._fields:
+            if key == name:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        name = name.lower()
+        return [value for key, value in self._fields if key == name]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        name = name.lower()
+        return any(key == name for key, _ in self._fields)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key, _ in self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair, names lower-cased, in arrival order."""
+        return list(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and other._fields == self._fields
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, so unhashable
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+class Request:
+    """One HTTP request: the parsed head, then the body once it has arrived.
+
+    Attributes:
+        method: the method token, such as ``"GET"``.
+        target: the request-target exactly as sent.
+        path: the path, percent-decoded.
+        raw_path: the path as sent, not decoded.
+        query_string: what follows ``?`` in the target (not decoded).
+        version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
+        headers: the header fields.
+        body: the body bytes (``b""`` until it has been read, or when none).
+        trailers: trailer fields of a chunked body.
+        keep_alive: whether the client allows the connection to stay open.
+        expect_continue: whether the client sent ``Expect: 100-continue``.
+        content_length: the declared length, or None (chunked or no body).
+        chunked: whether the body is sent with chunked transfer coding.
+        client: the peer's ``(host, port)``, set by the connection.
+        params: path parameters, set by the router (``/items/{id}``).
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "path",
+        "raw_path",
+        "query_string",
+        "version",
+        "headers",
+        "body",
+        "trailers",
+        "keep_alive",
+        "expect_continue",
+        "content_length",
+        "chunked",
+        "client",
+        "params",
+        "_query",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        raw_path: str,
+        query_string: str,
+        version: str,
+        headers: Headers,
+        *,
+        keep_alive: bool = True,
+        expect_continue: bool = False,
+        content_length: int | None = None,
+        chunked: bool = False,
+        body: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.raw_path = raw_path
+        self.path = unquote(raw_path) if "%" in raw_path else raw_path
+        self.query_string = query_string
+        self.version = version
+        self.headers = headers
+        self.body = body
+        self.trailers: Headers | None = None
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.content_length = content_length
+        self.chunked = chunked
+        self.client: tuple[str, int] | None = None
+        self.params: dict[str, str] = {}
+        self._query: dict[str, list[str]] | None = None
+
+    @property
+    def has_body(self) -> bool:
+        """Whether body bytes follow the head."""
+        return self.chunked or bool(self.content_length)
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The query string parsed into ``{name: [values]}`` (computed once)."""
+        if self._query is None:
+            self._query = parse_qs(self.query_string, keep_blank_values=True)
+        return self._query
+
+    def text(self, encoding: str = "utf-8") -> str:
+        """The body decoded as text."""
+        return self.body.decode(encoding)
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r} {self.version}>"

@@ -1,0 +1,205 @@
+"""Responses and their serialization: response in, bytes out.
+
+The server owns the framing: it writes the status line (always ``HTTP/1.1``),
+``Server``, ``Date``, ``Content-Length`` and ``Connection``. A handler supplies
+the status, its own header fields and the body. Anything a handler supplies is
+checked before a byte is written: a name that is not a token, or a value with
+CR, LF or NUL, raises :class:`~reactor.http.errors.LocalProtocolError`, so a
+handler that echoes user input into a header can never split the response.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+from .errors import LocalProtocolError, shorten
+from .grammar import TOKEN_RE
+
+__all__ = ["Response", "encode_head", "http_date", "informational"]
+
+SERVER = "reactor"
+
+# Fields the server writes itself; a handler's copy would contradict them.
+_FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "date", "server"))
+
+
+class Response:
+    """An HTTP response: status, header fields and a body.
+
+    Args:
+        body: the body; ``str`` is encoded as UTF-8.
+        status: the status code.
+        headers: extra header fields as ``(name, value)`` pairs or a mapping.
+        content_type: shorthand for a ``Content-Type`` field.
+        reason: the reason phrase (the standard one by default).
+    """
+
+    __slots__ = ("status", "headers", "body", "reason")
+
+    def __init__(
+        self,
+        body: bytes | str = b"",
+        status: int = 200,
+        headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
+        content_type: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body.encode() if isinstance(body, str) else body
+        if headers is None:
+            self.headers: list[tuple[str, str]] = []
+        elif isinstance(headers, dict):
+            self.headers = list(headers.items())
+        else:
+            self.headers = list(headers)
+        if content_type is not None:
+            self.headers.append(("Content-Type", content_type))
+        self.reason = reason
+
+    @classmethod
+    def text(cls, text: str, status: int = 200, **kwargs: Any) -> Response:
+        """A ``text/plain; charset=utf-8`` response."""
+        return cls(text.encode(), status, content_type="text/plain; charset=utf-8", **kwargs)
+
+    @classmethod
+    def html(cls, html: str, status: int = 200, **kwargs: Any) -> Response:
+        """A ``text/html; charset=utf-8`` response."""
+        return cls(html.encode(), status, content_type="text/html; charset=utf-8", **kwargs)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, **kwargs: Any) -> Response:
+        """An ``application/json`` response of ``data`` serialized compactly."""
+        body = _json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        return cls(body, status, content_type="application/json", **kwargs)
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 303) -> Response:
+        """A redirect to ``location`` (303 See Other by default)."""
+        return cls(b"", status, headers=[("Location", location)])
+
+    def get_header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+def _status_lines() -> dict[int, bytes]:
+    return {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+
+_STATUS_LINES = _status_lines()
+_valid_names: set[str] = set()  # names already checked: most repeat
+
+
+class _DateCache:
+    """The ``Date`` field, formatted at most once a second (RFC 9110 §6.6.1)."""
+
+    __slots__ = ("second", "line")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.line = b""
+
+    def get(self) -> bytes:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second = second
+            self.line = f"Server: {SERVER}\r\nDate: {formatdate(now, usegmt=True)}\r\n".encode()
+        return self.line
+
+
+_date = _DateCache()
+
+
+def http_date() -> bytes:
+    """The ``Server`` and ``Date`` lines for a response sent now."""
+    return _date.get()
+
+
+def _status_line(status: int, reason: str | None) -> bytes:
+    if reason is None:
+        line = _STATUS_LINES.get(status)
+        if line is not None:
+            return line
+        if not 100 <= status <= 999:
+            raise LocalProtocolError(f"invalid status code {status!r}")
+        reason = ""
+    elif "\r" in reason or "\n" in reason or "\x00" in reason:
+        raise LocalProtocolError(f"CR, LF or NUL in reason phrase {shorten(reason)}")
+    if not 100 <= status <= 999:
+        raise LocalProtocolError(f"invalid status code {status!r}")
+    return f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+
+
+def _check_field(name: str, value: str) -> None:
+    if name not in _valid_names:
+        if TOKEN_RE.fullmatch(name) is None:
+            raise LocalProtocolError(f"invalid header name {shorten(name)}")
+        if name.lower() in _FRAMING:
+            raise LocalProtocolError(f"{name} is set by the server, not by a handler")
+        if len(_valid_names) < 1024:
+            _valid_names.add(name)
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise LocalProtocolError(f"CR, LF or NUL in value of header {name!r}: {shorten(value)}")
+
+
+def encode_head(
+    response: Response,
+    content_length: int | None,
+    *,
+    keep_alive: bool,
+    http10_keep_alive: bool = False,
+) -> bytes:
+    """The response's status line and header block, ready to send.
+
+    Args:
+        response: the response to frame.
+        content_length: the ``Content-Length`` to send, or None to send none
+            (for 1xx, 204 and 304 responses, or close-delimited bodies).
+        keep_alive: False adds ``Connection: close``.
+        http10_keep_alive: True adds ``Connection: keep-alive`` (an HTTP/1.0
+            client that asked for persistence must be told it got it).
+
+    Raises:
+        LocalProtocolError: a header name, value or reason that would corrupt
+            the framing.
+    """
+    status_line = _status_line(response.status, response.reason)
+    fields = []
+    for name, value in response.headers:
+        _check_field(name, value)
+        fields.append(f"{name}: {value}\r\n")
+    if content_length is not None:
+        fields.append(f"Content-Length: {content_length}\r\n")
+    if not keep_alive:
+        fields.append("Connection: close\r\n")
+    elif http10_keep_alive:
+        fields.append("Connection: keep-alive\r\n")
+    fields.append("\r\n")
+    try:
+        block = "".join(fields).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"header text outside ISO-8859-1: {exc}") from None
+    return b"".join((status_line, _date.get(), block))
+
+
+def informational(status: int) -> bytes:
+    """A complete 1xx response, such as ``100 Continue``."""
+    return _STATUS_LINES[status] + b"\r\n"
+
+
+def body_allowed(status: int) -> bool:
+    """Whether a response with ``status`` may carry a body (RFC 9110 §6.4.1)."""
+    return status >= 200 and status not in {204, 304}

@@ -1,0 +1,304 @@
+"""The event loop: one selector, a timer heap, a ready queue and signals.
+
+Theory of operation
+-------------------
+Every pass of :meth:`Loop.run_once` does three things, in this order:
+
+1. Wait in ``selector.select(timeout)``. The timeout is 0 when callbacks are
+   ready, the time to the earliest timer when there is one, and otherwise
+   unbounded: an idle loop costs nothing.
+2. Call the handler stored with each ready file object with the event mask.
+3. Move every timer that is due to the ready queue, then run the callbacks that
+   were ready when this step began (callbacks they schedule wait for the next
+   pass, so a callback that reschedules itself cannot starve the selector).
+
+Timers live on a binary heap of ``(when, seq, timer)`` entries. Cancelling a
+timer only marks it (O(1)); its entry is dropped when it reaches the top of the
+heap, and the heap is rebuilt when more than half of it is dead, so it never
+fills with dead entries. A cancelled timer can be re-armed with
+:meth:`Timer.reset`, which reuses its heap entry when the new deadline is not
+earlier than the old one: a connection that goes idle after every request moves
+its keep-alive deadline forward without a heap push.
+
+Signals are delivered through a wakeup fd (:func:`signal.set_wakeup_fd`): the C
+signal handler writes the signal number into a socket pair, the selector wakes
+up, and the handler registered with :meth:`Loop.add_signal_handler` runs
+between events like any other callback.
+
+This module knows sockets and file descriptors, not HTTP; it imports nothing
+else of the project.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["EVENT_READ", "EVENT_WRITE", "FileLike", "Loop", "Timer"]
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+log = logging.getLogger("reactor.error")
+
+# Rebuild the heap once dead entries outnumber live ones and there are at
+# least this many of them (below it, a rebuild costs more than it saves).
+_MIN_DEAD_TO_COMPACT = 64
+
+
+class FileLike(Protocol):
+    """Anything a selector can watch: it has a file descriptor."""
+
+    def fileno(self) -> int: ...
+
+
+IOHandler = Callable[[int], None]
+
+
+class Timer:
+    """A callback scheduled on the loop at a monotonic time.
+
+    Returned by :meth:`Loop.call_at` and :meth:`Loop.call_later`.
+    """
+
+    __slots__ = ("when", "callback", "args", "cancelled", "_loop", "_key", "_seq")
+
+    def __init__(
+        self, loop: Loop, when: float, callback: Callable[..., object], args: tuple[Any, ...]
+    ) -> None:
+        self.when = when
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+        self._loop = loop
+        self._key = 0.0  # the deadline its live heap entry sorts by
+        self._seq = -1  # the seq of its live heap entry; -1: not in the heap
+
+    def cancel(self) -> None:
+        """Stop the timer from firing. O(1); safe to call twice."""
+        if not self.cancelled:
+            self.cancelled = True
+            if self._seq >= 0:
+                self._loop._dead += 1
+
+    def reset(self, when: float) -> None:
+        """Re-arm the timer (cancelled, pending or fired) to fire at ``when``."""
+        loop = self._loop
+        if self._seq >= 0 and when >= self._key:
+            # Its entry is still in the heap and sorts no later than the new
+            # deadline: keep the entry; it is re-pushed when it comes due.
+            if self.cancelled:
+                self.cancelled = False
+                loop._dead -= 1
+            self.when = when
+            return
+        if self._seq >= 0 and not self.cancelled:
+            loop._dead += 1  # the old entry becomes stale
+        self.cancelled = False
+        self.when = when
+        loop._push(self)
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else f"at {self.when:.3f}"
+        return f"<Timer {state} {getattr(self.callback, '__qualname__', self.callback)}>"
+
+
+class Loop:
+    """A single-threaded selectors event loop."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.time = time.monotonic
+        #: The loop's clock, read once per pass; handlers use it to arm timers
+        #: without another clock call.
+        self.now = self.time()
+        #: Passes of :meth:`run_once` so far (for metrics and the live view).
+        self.iterations = 0
+        self._ready: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = 0
+        self._dead = 0
+        self._stopping = False
+        self._signal_handlers: dict[int, Callable[[int], object]] = {}
+        # A socket pair wakes the selector from a signal (the C handler
+        # writes the signal number) or from another thread (a zero byte).
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
+        self.register(self._wakeup_r, EVENT_READ, self._read_wakeup)
+        self._old_wakeup_fd: int | None = None
+
+    # -- file descriptors --------------------------------------------------
+
+    def register(self, fileobj: FileLike | int, events: int, handler: IOHandler) -> None:
+        """Watch ``fileobj`` for ``events``; call ``handler(mask)`` when ready."""
+        self.selector.register(fileobj, events, handler)
+
+    def modify(self, fileobj: FileLike | int, events: int, handler: IOHandler) -> None:
+        """Change what ``fileobj`` is watched for."""
+        self.selector.modify(fileobj, events, handler)
+
+    def unregister(self, fileobj: FileLike | int) -> None:
+        """Stop watching ``fileobj``. It must be registered."""
+        self.selector.unregister(fileobj)
+
+    # -- callbacks and timers ----------------------------------------------
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the next pass of the loop."""
+        self._ready.append((callback, args))
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
+        """Like :meth:`call_soon`, from any thread: wakes the selector up."""
+        self._ready.append((callback, args))
+        try:
+            self._wakeup_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full, so the loop will wake up anyway
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Timer:
+        """Run ``callback(*args)`` at monotonic time ``when``; returns the timer."""
+        timer = Timer(self, when, callback, args)
+        self._push(timer)
+        return timer
+
+    def call_later(self, delay_s: float, callback: Callable[..., object], *args: Any) -> Timer:
+        """Run ``callback(*args)`` after ``delay_s`` seconds; returns the timer."""
+        return self.call_at(self.time() + delay_s, callback, *args)
+
+    def timer(self, callback: Callable[..., object], *args: Any) -> Timer:
+        """A timer that is not armed yet: :meth:`Timer.reset` arms it."""
+        timer = Timer(self, 0.0, callback, args)
+        timer.cancelled = True
+        return timer
+
+    def pending_timers(self) -> int:
+        """How many armed timers there are."""
+        return len(self._heap) - self._dead
+
+    def _push(self, timer: Timer) -> None:
+        self._seq += 1
+        timer._seq = self._seq
+        timer._key = timer.when
+        heapq.heappush(self._heap, (timer.when, self._seq, timer))
+        if self._dead > _MIN_DEAD_TO_COMPACT and self._dead * 2 > len(self._heap):
+            self._compact()
+
+    def _compact(self) -> None:
+        live = []
+        for entry in self._heap:
+            timer = entry[2]
+            if entry[1] == timer._seq:
+                if timer.cancelled:
+                    timer._seq = -1
+                else:
+                    live.append(entry)
+        heapq.heapify(live)
+        self._heap = live
+        self._dead = 0
+
+    # -- signals -----------------------------------------------------------
+
+    def add_signal_handler(self, signum: int, handler: Callable[[int], object]) -> None:
+        """Call ``handler(signum)`` on the loop when the process gets ``signum``.
+
+        Works only in the main thread, as :func:`signal.signal` does.
+        """
+        if self._old_wakeup_fd is None:
+            self._old_wakeup_fd = signal.set_wakeup_fd(self._wakeup_w.fileno())
+        self._signal_handlers[signum] = handler
+        # The Python-level handler does nothing: the wakeup fd carries the news.
+        signal.signal(signum, _ignore_signal)
+
+    def remove_signal_handlers(self) -> None:
+        """Restore default signal handling and close the wakeup fd."""
+        for signum in self._signal_handlers:
+            signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
+        self._signal_handlers.clear()
+        if self._old_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+
+    def _read_wakeup(self, mask: int) -> None:
+        try:
+            data = self._wakeup_r.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in data:
+            handler = self._signal_handlers.get(signum)
+            if handler is not None:
+                self.call_soon(handler, signum)
+
+    # -- running -----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the current pass."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Run passes until :meth:`stop` is called."""
+        self._stopping = False
+        while not self._stopping:
+            self.run_once()
+
+    def run_once(self) -> None:
+        """One pass: select, dispatch I/O, fire due timers, run ready callbacks."""
+        heap = self._heap
+        ready = self._ready
+        if ready or self._stopping:
+            timeout: float | None = 0.0
+        elif heap:
+            timeout = max(0.0, heap[0][0] - self.time())
+        else:
+            timeout = None
+        events = self.selector.select(timeout)
+        self.now = now = self.time()
+        self.iterations += 1
+        for key, mask in events:
+            try:
+                key.data(mask)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:
+                log.exception("error in I/O handler %r", key.data)
+
+        while heap and heap[0][0] <= now:
+            _, seq, timer = heapq.heappop(heap)
+            if seq != timer._seq:
+                self._dead -= 1  # a stale entry, superseded by a newer push
+                continue
+            timer._seq = -1
+            if timer.cancelled:
+                self._dead -= 1
+            elif timer.when > now:
+                self._push(timer)  # reset() moved it later: wait for the new time
+            else:
+                timer.cancelled = True  # fired: a later reset() re-arms it
+                ready.append((timer.callback, timer.args))
+
+        for _ in range(len(ready)):
+            callback, args = ready.popleft()
+            try:
+                callback(*args)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:
+                log.exception("error in callback %r", callback)
+
+    def close(self) -> None:
+        """Release the selector and the signal machinery."""
+        self.remove_signal_handlers()
+        self.selector.close()
+        self._wakeup_r.close()
+        self._wakeup_w.close()
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    pass

@@ -1,0 +1,270 @@
+"""The server: listening sockets, accept, the connection registry, shutdown.
+
+Accepting
+    The listener is watched for ``EVENT_READ``; each wakeup accepts in a loop
+    until ``accept()`` would block (bounded per pass, so a connection storm
+    cannot starve the connections already open). ``ECONNABORTED`` (the client
+    gave up while queued) is skipped. ``EMFILE``/``ENFILE`` (out of file
+    descriptors) takes the listener out of the selector for
+    ``accept_pause_s`` and is logged once per episode: with level-triggered
+    readiness, retrying at once would spin.
+
+Limits
+    At ``max_connections`` the listener leaves the selector; it comes back as
+    soon as a connection closes. New clients wait in the kernel's backlog.
+
+Graceful shutdown
+    The first SIGINT or SIGTERM closes the listeners, closes idle connections,
+    and lets requests in flight finish: their responses carry
+    ``Connection: close``. When the last connection is gone the loop stops.
+    ``shutdown_timeout_s`` bounds the wait; a second signal ends it at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import threading
+from functools import partial
+
+from .config import Config
+from .connection import Application, Connection, State
+from .log import error_log
+from .loop import EVENT_READ, Loop, Timer
+
+__all__ = ["Server"]
+
+# Accepts per listener wakeup, at most (tornado accepts up to its backlog).
+_ACCEPT_BATCH = 128
+_OUT_OF_FDS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+# Bytes a lingering close drains at most before it gives up on the client.
+_LINGER_MAX_BYTES = 1 << 20
+
+
+class Server:
+    """Serve ``app`` on the address in ``config``.
+
+    Args:
+        app: answers requests (an :class:`~reactor.app.App`).
+        config: limits, timeouts and the address to listen on.
+        loop: the event loop to run on (a new one by default).
+    """
+
+    def __init__(self, app: Application, config: Config | None = None, loop: Loop | None = None) -> None:
+        self.app = app
+        self.config = config if config is not None else Config()
+        self.loop = loop if loop is not None else Loop()
+        #: Every open connection.
+        self.connections: set[Connection] = set()
+        #: Bound addresses, filled by :meth:`listen`.
+        self.addresses: list[tuple[str, int]] = []
+        self.accepted = 0
+        self._listeners: list[socket.socket] = []
+        self._listening = False  # whether the listeners are in the selector
+        self._accept_paused_until = 0.0
+        self._fd_error_logged = False
+        self._stopping = False
+        self._shutdown_timer: Timer | None = None
+        self._lingering: dict[socket.socket, Timer] = {}
+
+    # -- listening -----------------------------------------------------------
+
+    def listen(self) -> list[tuple[str, int]]:
+        """Bind and listen; returns the bound ``(host, port)`` addresses."""
+        config = self.config
+        family, kind, proto, _, address = socket.getaddrinfo(
+            config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(config.backlog)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._listeners.append(sock)
+        bound = sock.getsockname()
+        self.addresses.append((bound[0], bound[1]))
+        return self.addresses
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown has begun: responses then close their connection."""
+        return not self._stopping
+
+    def _start_accepting(self) -> None:
+        if not self._listening and not self._stopping:
+            for sock in self._listeners:
+                self.loop.register(sock, EVENT_READ, partial(self._accept, sock))
+            self._listening = True
+
+    def _stop_accepting(self) -> None:
+        if self._listening:
+            for sock in self._listeners:
+                self.loop.unregister(sock)
+            self._listening = False
+
+    def _accept(self, listener: socket.socket, mask: int) -> None:
+        loop, config, app = self.loop, self.config, self.app
+        connections = self.connections
+        for _ in range(_ACCEPT_BATCH):
+            if len(connections) >= config.max_connections:
+                error_log.debug("at max_connections=%d: not accepting", config.max_connections)
+                self._stop_accepting()
+                return
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_FDS:
+                    error_log.error("accept() failed: %s", exc)
+                    return
+                self._pause_accepting(exc)
+                return
+            self._fd_error_logged = False
+            self.accepted += 1
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connections.add(Connection(sock, (address[0], address[1]), loop, config, app, self))
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        pause_s = self.config.accept_pause_s
+        if not self._fd_error_logged:
+            error_log.warning(
+                "accept() failed: %s; %d connections open; pausing accepting for %.1fs",
+                exc.strerror,
+                len(self.connections),
+                pause_s,
+            )
+            self._fd_error_logged = True
+        self._stop_accepting()
+        self.loop.call_later(pause_s, self._resume_after_pause)
+
+    def _resume_after_pause(self) -> None:
+        if len(self.connections) < self.config.max_connections:
+            self._start_accepting()
+
+    # -- the connection registry --------------------------------------------
+
+    def connection_closed(self, connection: Connection) -> None:
+        """Called by a connection once it has closed."""
+        self.connections.discard(connection)
+        if self._stopping:
+            self._stop_when_done()
+        elif not self._listening and len(self.connections) < self.config.max_connections:
+            self._start_accepting()
+
+    def linger(self, sock: socket.socket) -> None:
+        """Half-close ``sock`` and drain its input until EOF or the linger timeout."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        timer = self.loop.call_later(self.config.linger_timeout_s, self._end_linger, sock)
+        self._lingering[sock] = timer
+        self.loop.register(sock, EVENT_READ, partial(self._drain, sock, [0]))
+
+    def _drain(self, sock: socket.socket, drained: list[int], mask: int) -> None:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        drained[0] += len(data)
+        if not data or drained[0] > _LINGER_MAX_BYTES:
+            self._end_linger(sock)
+
+    def _end_linger(self, sock: socket.socket) -> None:
+        timer = self._lingering.pop(sock, None)
+        if timer is None:
+            return
+        timer.cancel()
+        self.loop.unregister(sock)
+        sock.close()
+        if self._stopping:
+            self._stop_when_done()
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many connections are in each state."""
+        counts = {state.name: 0 for state in State if state is not State.CLOSED}
+        for connection in self.connections:
+            counts[connection.state.name] += 1
+        return counts
+
+    # -- running and stopping ------------------------------------------------
+
+    def start(self) -> None:
+        """Listen (if not yet done) and register the listeners with the loop."""
+        if not self._listeners:
+            self.listen()
+        self._start_accepting()
+
+    def serve_forever(self, install_signals: bool = True) -> None:
+        """Run until shut down. Installs SIGINT/SIGTERM handlers in the main thread."""
+        self.start()
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.loop.add_signal_handler(signum, self._on_signal)
+        try:
+            self.loop.run()
+        finally:
+            self.close()
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stopping:
+            error_log.warning("second signal: stopping now")
+            self.close_all()
+            return
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown (see the module docs)."""
+        if self._stopping:
+            return
+        error_log.info("shutting down: %d connections open", len(self.connections))
+        self._stop_accepting()
+        self._stopping = True
+        for sock in self._listeners:
+            sock.close()
+        self._listeners.clear()
+        for connection in list(self.connections):
+            connection.shutdown()
+        self._shutdown_timer = self.loop.call_later(self.config.shutdown_timeout_s, self._shutdown_timed_out)
+        self._stop_when_done()
+
+    def _shutdown_timed_out(self) -> None:
+        error_log.warning("shutdown timeout: closing %d connections still open", len(self.connections))
+        self.close_all()
+
+    def _stop_when_done(self) -> None:
+        if not self.connections and not self._lingering:
+            if self._shutdown_timer is not None:
+                self._shutdown_timer.cancel()
+            self.loop.stop()
+
+    def close_all(self) -> None:
+        """Close every connection and listener now and stop the loop."""
+        self._stopping = True
+        self._stop_accepting()
+        for connection in list(self.connections):
+            connection.close()
+        for sock in list(self._lingering):
+            self._end_linger(sock)
+        self.loop.stop()
+
+    def close(self) -> None:
+        """Release every socket and the loop."""
+        self.close_all()
+        for sock in self._listeners:
+            sock.close()
+        self._listeners.clear()
+        self.loop.close()
