@@ -226,20 +226,22 @@ class Connection:
     def _on_event(self, mask: int) -> None:
         if mask & EVENT_WRITE:
             self._flush()
-            if (
-                self.state is WRITING
-                and self.request is None
-                and not self._closing
-                and self._out_bytes <= self.config.write_low_water_bytes
-            ):
-                # The output held back by the high-water mark has drained:
-                # answer the next pipelined request.
+            if self._drained_after_backpressure():
                 self._next_cycle()
                 self._process()
         if mask & EVENT_READ and self.state is not CLOSED and self.state is not WRITING:
             self._read()
         if self.state is not CLOSED:
             self._sync()
+
+    def _drained_after_backpressure(self) -> bool:
+        """Whether a response held in WRITING by the high-water mark may let go."""
+        return (
+            self.state is WRITING
+            and self.request is None
+            and not self._closing
+            and self._out_bytes <= self.config.write_low_water_bytes
+        )
 
     def _next_cycle(self) -> None:
         """The response is queued and may persist: wait for the next request."""
@@ -273,7 +275,16 @@ class Connection:
         self._process()
 
     def _process(self) -> None:
-        """Parse buffered input and answer every complete request, in order."""
+        """Answer every complete request in the input, in order, and send."""
+        while True:
+            self._answer_buffered()
+            self._flush()
+            if not self._drained_after_backpressure():
+                return
+            self._next_cycle()
+
+    def _answer_buffered(self) -> None:
+        """Parse buffered input and queue a response to each complete request."""
         parser = self.parser
         while True:
             try:
@@ -314,7 +325,6 @@ class Connection:
                         self._send_response(request, early)
                         break
                     self._queue(informational(100))
-        self._flush()
 
     def _respond(self) -> None:
         request = self.request
