@@ -1,0 +1,209 @@
+"""Happy paths over real loopback sockets with http.client and raw bytes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+
+import pytest
+
+from tests.conftest import (
+    Running,
+    connect,
+    exchange,
+    get_ok,
+    parse_responses,
+    read_until_close,
+    recv_response,
+)
+
+
+def client(server: Running) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection(server.host, server.port, timeout=5)
+
+
+def test_get_has_framing_date_and_server(server: Running) -> None:
+    conn = client(server)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.read() == b"Hello, World!"
+    assert response.getheader("Content-Type") == "text/plain; charset=utf-8"
+    assert response.getheader("Content-Length") == "13"
+    assert response.getheader("Server") == "reactor"
+    assert response.getheader("Date", "").endswith(" GMT")
+    assert response.getheader("Connection") is None
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: Running) -> None:
+    conn = client(server)
+    for i in range(20):
+        conn.request("POST", "/echo", body=f"body {i}".encode())
+        response = conn.getresponse()
+        assert response.read() == f"body {i}".encode()
+    assert server.server.accepted == 1
+
+
+def test_head_sends_get_headers_without_body(server: Running) -> None:
+    with connect(server.address) as sock:
+        sock.sendall(
+            b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        data = read_until_close(sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nContent-Length: 13\r\n" in head + b"\r\n"
+    # The very next bytes are the GET's response: HEAD sent no body.
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert rest.endswith(b"Hello, World!")
+
+
+def test_404_405_and_allow(server: Running) -> None:
+    conn = client(server)
+    conn.request("GET", "/nowhere")
+    response = conn.getresponse()
+    assert response.status == 404
+    response.read()
+    conn.request("DELETE", "/")
+    response = conn.getresponse()
+    assert response.status == 405
+    assert response.getheader("Allow") == "GET, HEAD, OPTIONS"
+    response.read()
+    conn.request("OPTIONS", "/echo")
+    response = conn.getresponse()
+    assert response.status == 204
+    assert response.getheader("Allow") == "OPTIONS, POST, PUT"
+
+
+def test_options_asterisk(server: Running) -> None:
+    data = exchange(server.address, b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    (response,) = parse_responses(data)
+    assert response.status == 204
+    allow = response.header("allow")
+    assert allow is not None and {"GET", "POST", "PUT", "HEAD", "OPTIONS"} <= set(allow.split(", "))
+
+
+def test_path_parameters_and_query(server: Running) -> None:
+    conn = client(server)
+    conn.request("GET", "/items/a%20b?x=1&x=2&y=")
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(response.read()) == {"id": "a b", "query": {"x": ["1", "2"], "y": [""]}}
+
+
+def test_absolute_form_target(server: Running) -> None:
+    data = exchange(
+        server.address, b"GET http://example.com/items/7 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    (response,) = parse_responses(data)
+    assert json.loads(response.body)["id"] == "7"
+
+
+def test_handler_exception_is_a_500_for_that_request_alone(
+    server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, "reactor.error")
+    conn = client(server)
+    conn.request("GET", "/boom")
+    response = conn.getresponse()
+    assert response.status == 500
+    response.read()
+    # The same connection goes on serving.
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"Hello, World!"
+    records = [r for r in caplog.records if "handler failed for GET /boom" in r.getMessage()]
+    assert records and records[0].exc_info is not None
+    assert "handler exploded" in caplog.text
+
+
+def test_response_splitting_is_refused(server: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "reactor.error")
+    with connect(server.address) as sock:
+        sock.sendall(b"GET /split HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = recv_response(sock)
+    assert response.status == 500
+    assert response.header("set-cookie") is None
+    assert response.header("x-evil") is None
+    assert "CR, LF or NUL in value of header 'X-Evil'" in caplog.text
+
+
+def test_http10_closes_by_default(server: Running) -> None:
+    data = exchange(server.address, b"GET / HTTP/1.0\r\n\r\n")
+    (response,) = parse_responses(data)
+    assert response.status == 200
+    assert response.header("connection") == "close"
+
+
+def test_http10_keep_alive_when_asked(server: Running) -> None:
+    with connect(server.address) as sock:
+        for _ in range(3):
+            sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            response = recv_response(sock)
+            assert response.status == 200
+            assert response.header("connection") == "keep-alive"
+
+
+def test_connection_close_from_client(server: Running) -> None:
+    data = exchange(server.address, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    (response,) = parse_responses(data)
+    assert response.header("connection") == "close"
+    assert response.body == b"Hello, World!"
+
+
+def test_chunked_request_body(server: Running) -> None:
+    raw = (
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    )
+    (response,) = parse_responses(exchange(server.address, raw))
+    assert response.status == 200
+    assert response.body == b"hello world"
+
+
+def test_body_arriving_in_pieces(server: Running) -> None:
+    with connect(server.address) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01")
+        sock.sendall(b"234")
+        sock.sendall(b"56789")
+        response = recv_response(sock)
+    assert response.body == b"0123456789"
+
+
+def test_pipelined_requests_answered_in_order(server: Running) -> None:
+    raw = b"".join(
+        f"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len(str(i))}\r\n\r\n{i}".encode()
+        for i in range(50)
+    )
+    raw += b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    responses = parse_responses(exchange(server.address, raw))
+    assert [r.body for r in responses[:-1]] == [str(i).encode() for i in range(50)]
+    assert responses[-1].body == b"Hello, World!"
+
+
+def test_half_close_after_request_still_answered(server: Running) -> None:
+    with connect(server.address) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = read_until_close(sock)
+    (response,) = parse_responses(data)
+    assert response.body == b"Hello, World!"
+
+
+def test_large_response_arrives_whole(server: Running) -> None:
+    conn = client(server)
+    conn.request("GET", "/big?n=5000000")
+    response = conn.getresponse()
+    assert response.read() == b"b" * 5_000_000
+
+
+def test_peer_reset_mid_response_leaves_server_serving(server: Running) -> None:
+    sock = connect(server.address)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.sendall(b"GET /big?n=20000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    sock.recv(1000)
+    sock.close()  # SO_LINGER 0: an RST
+    get_ok(server.address)
+    assert server.call(lambda: len(server.server.connections)) <= 1
