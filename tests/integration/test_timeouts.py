@@ -1,0 +1,126 @@
+"""Each timeout fires at its deadline, and other clients are served meanwhile."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import Running, connect, get_ok, parse_responses, read_until_close, recv_response
+
+Serve = Callable[..., Running]
+
+
+def test_header_timeout_cuts_a_slowloris_at_the_deadline(serve: Serve) -> None:
+    server = serve(header_timeout_s=1.0)
+    with connect(server.address) as sock:
+        start = time.monotonic()
+        request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 100
+        sock.settimeout(0.05)
+        closed_at = None
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                if byte % 8 == 0:
+                    get_ok(server.address)  # others are served meanwhile
+                continue
+            closed_at = time.monotonic()
+            break
+        assert closed_at is not None, "the trickling client was never cut off"
+        sock.settimeout(5)
+        data += read_until_close(sock)
+    elapsed = closed_at - start
+    assert 0.9 <= elapsed < 2.0, elapsed
+    (response,) = parse_responses(data)
+    assert response.status == 408
+    assert response.header("connection") == "close"
+
+
+def test_silent_new_connection_is_closed_quietly_at_the_header_deadline(serve: Serve) -> None:
+    server = serve(header_timeout_s=0.5)
+    with connect(server.address) as sock:
+        start = time.monotonic()
+        assert read_until_close(sock) == b""
+        assert 0.4 <= time.monotonic() - start < 2.0
+
+
+def test_body_timeout_is_a_gap_between_reads(serve: Serve) -> None:
+    server = serve(body_timeout_s=0.6)
+    with connect(server.address) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+        for _ in range(4):  # 4 x 0.3 s: longer than the timeout in all, each gap shorter
+            time.sleep(0.3)
+            sock.sendall(b"x")
+        get_ok(server.address)
+        start = time.monotonic()
+        data = read_until_close(sock)
+        elapsed = time.monotonic() - start
+    (response,) = parse_responses(data)
+    assert response.status == 408
+    assert 0.4 <= elapsed < 1.5, elapsed
+
+
+def test_keepalive_timeout_closes_an_idle_connection_quietly(serve: Serve) -> None:
+    server = serve(keepalive_timeout_s=0.5)
+    with connect(server.address) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert recv_response(sock).status == 200
+        start = time.monotonic()
+        assert read_until_close(sock) == b""
+        assert 0.4 <= time.monotonic() - start < 2.0
+    assert server.call(lambda: len(server.server.connections)) == 0
+
+
+def test_keepalive_deadline_moves_with_each_request(serve: Serve) -> None:
+    server = serve(keepalive_timeout_s=0.5)
+    with connect(server.address) as sock:
+        for _ in range(6):  # 6 x 0.25 s: longer than the timeout in all
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert recv_response(sock).status == 200
+            time.sleep(0.25)
+
+
+def test_write_timeout_closes_a_client_that_stops_reading(serve: Serve) -> None:
+    server = serve(write_timeout_s=0.5)
+    sock = connect(server.address)
+    sock.sendall(b"GET /big?n=50000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    deadline = time.monotonic() + 5
+    while server.call(lambda: len(server.server.connections)) and time.monotonic() < deadline:
+        get_ok(server.address)
+        time.sleep(0.1)
+    assert server.call(lambda: len(server.server.connections)) == 0
+    sock.close()
+
+
+def test_timers_belong_to_connections_not_a_sweep(serve: Serve) -> None:
+    server = serve(keepalive_timeout_s=60)
+    socks = [connect(server.address) for _ in range(50)]
+    for sock in socks:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        recv_response(sock)
+    # One armed timer per idle connection, and no more.
+    assert server.call(server.server.loop.pending_timers) == 50
+    for sock in socks:
+        sock.close()
+
+
+@pytest.mark.parametrize("shutdown", [socket.SHUT_WR, socket.SHUT_RDWR])
+def test_half_open_socket_does_not_spin_the_loop(serve: Serve, shutdown: int) -> None:
+    server = serve()
+    sock = connect(server.address)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    recv_response(sock)
+    sock.shutdown(shutdown)
+    time.sleep(0.2)
+    before = server.call(lambda: server.server.loop.iterations)
+    time.sleep(0.5)
+    after = server.call(lambda: server.server.loop.iterations)
+    assert after - before < 10, "the loop is spinning"
+    sock.close()
