@@ -151,7 +151,9 @@ class RequestParser:
         if not data:
             self._eof = True
         elif not self._buf:
-            self._buf = data  # no copy: most requests arrive in one piece
+            # No copy of bytes: most requests arrive in one piece. A caller's
+            # bytearray is copied, since the caller may reuse it.
+            self._buf = data if type(data) is bytes else bytes(data)
         elif isinstance(self._buf, bytearray):
             self._buf += data
         else:
@@ -223,16 +225,16 @@ class RequestParser:
             return NEED_DATA
 
         limits = self.limits
+        line_end = buf.find(b"\r\n")
+        if line_end > limits.max_request_line_bytes:
+            raise URITooLong(f"request line is {line_end} bytes")
         if end + 4 > limits.max_head_bytes:
             raise HeadersTooLarge(f"request head is {end + 4} bytes")
         head = buf[: end + 2].decode("latin-1")
         self._consume(end + 4)
         self._scan_from = 0
 
-        line_end = head.find("\r\n")
         line = head[:line_end]
-        if line_end > limits.max_request_line_bytes:
-            raise URITooLong(f"request line is {line_end} bytes")
         match = REQUEST_LINE_RE.fullmatch(line)
         if match is None:
             raise _request_line_error(line)
@@ -242,18 +244,7 @@ class RequestParser:
         http11 = minor == "1"
 
         block = head[line_end + 2 :]
-        if block:
-            if FIELD_BLOCK_RE.fullmatch(block) is None:
-                raise _field_error(block, limits.max_header_line_bytes)
-            found = FIELD_LINE_RE.findall(block)
-            if len(found) > limits.max_header_count:
-                raise HeadersTooLarge(f"{len(found)} header fields")
-            if len(block) > limits.max_header_line_bytes:
-                for field_line in block.split("\r\n"):
-                    if len(field_line) > limits.max_header_line_bytes:
-                        raise HeadersTooLarge(f"header line of {len(field_line)} bytes")
-        else:
-            found = []
+        found = _parse_fields(block, limits) if block else []
 
         fields: list[tuple[str, str]] = []
         framing: list[tuple[str, str]] = []
@@ -347,15 +338,17 @@ class RequestParser:
             if lf == 0 or buf[lf - 1] != 13:
                 raise BadRequest("bare LF in request head")
             lf = buf.find(b"\n", lf + 1)
+        # A CR at the very end may be the first half of a CRLF: not counted.
+        size = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
         line_end = buf.find(b"\r\n")
         if line_end == -1:
-            if len(buf) > limits.max_request_line_bytes:
+            if size > limits.max_request_line_bytes:
                 raise URITooLong(f"request line over {limits.max_request_line_bytes} bytes")
         else:
             if line_end > limits.max_request_line_bytes:
                 raise URITooLong(f"request line is {line_end} bytes")
             last = buf.rfind(b"\r\n")
-            if len(buf) - last - 2 > limits.max_header_line_bytes:
+            if size - last - 2 > limits.max_header_line_bytes:
                 raise HeadersTooLarge(f"header line over {limits.max_header_line_bytes} bytes")
         if len(buf) > limits.max_head_bytes:
             raise HeadersTooLarge(f"request head over {limits.max_head_bytes} bytes")
@@ -376,7 +369,7 @@ class RequestParser:
                         self._buf = b""
                         self._left = left - len(buf)
                         if self._left:
-                            return NEED_DATA
+                            return self._need_body()
                     else:
                         self._parts.append(bytes(buf[:left]))
                         self._consume(left)
@@ -413,7 +406,7 @@ class RequestParser:
                 self._consume(take)
                 self._left -= take
                 if self._left:
-                    return NEED_DATA
+                    return self._need_body()
                 self._phase = _CHUNK_CRLF
             elif phase is _CHUNK_CRLF:
                 if len(buf) < 2:
@@ -450,11 +443,7 @@ class RequestParser:
             raise HeadersTooLarge("trailer section too large")
         block = buf[: end + 2].decode("latin-1")
         self._consume(end + 4)
-        if FIELD_BLOCK_RE.fullmatch(block) is None:
-            raise _field_error(block, limits.max_header_line_bytes)
-        found = FIELD_LINE_RE.findall(block)
-        if len(found) > limits.max_header_count:
-            raise HeadersTooLarge(f"{len(found)} trailer fields")
+        found = _parse_fields(block, limits)
         assert self._request is not None
         self._request.trailers = Headers([(name.lower(), value) for name, value in found])
         return self._finish()
@@ -468,6 +457,24 @@ class RequestParser:
         self._parts = None
         self._phase = _DONE
         return END_OF_MESSAGE
+
+
+def _parse_fields(block: str, limits: ParserLimits) -> list[tuple[str, str]]:
+    """Validate a header or trailer block (lines ending in CRLF); its fields.
+
+    The whole block is checked with one fullmatch; only when that fails are
+    the lines walked to say what is wrong.
+    """
+    if FIELD_BLOCK_RE.fullmatch(block) is None:
+        raise _field_error(block, limits.max_header_line_bytes)
+    found: list[tuple[str, str]] = FIELD_LINE_RE.findall(block)
+    if len(found) > limits.max_header_count:
+        raise HeadersTooLarge(f"{len(found)} header fields")
+    if len(block) > limits.max_header_line_bytes:
+        for line in block.split("\r\n"):
+            if len(line) > limits.max_header_line_bytes:
+                raise HeadersTooLarge(f"header line of {len(line)} bytes")
+    return found
 
 
 def _list_elements(value: str) -> list[str]:
