@@ -18,3 +18,10 @@ def hello(request: Request) -> Response:
 @app.route("/echo", methods=["POST"])
 def echo(request: Request) -> Response:
     return Response(request.body, content_type="application/octet-stream")
+
+
+@app.route("/bytes/{n}")
+def some_bytes(request: Request) -> Response:
+    """``n`` bytes (at most 64 MiB): a large response for slow-reader tests."""
+    n = int(request.params["n"]) if request.params["n"].isdigit() else 0
+    return Response(b"x" * min(n, 64 << 20), content_type="application/octet-stream")

@@ -463,7 +463,6 @@ class Connection:
                 error_log.debug("no request from %s before the header timeout", self._client())
                 self.close()
                 return
-            error_log.info("408 from %s: %s timeout", self._client(), state.value)
             self._reject(ProtocolError(f"{state.value} timeout", 408))
             self._flush()
             if self.state is not CLOSED:
