@@ -5,23 +5,29 @@ from .config import Config
 from .connection import Connection, State
 from .http.errors import ProtocolError
 from .http.request import Headers, Request
-from .http.response import Response
+from .http.response import FileBody, Response
 from .loop import Loop, Timer
 from .server import Server
+from .streams import Broadcast, EventStream, PushStream, StreamClosed
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Broadcast",
     "Config",
     "Connection",
+    "EventStream",
+    "FileBody",
     "Headers",
     "Loop",
     "ProtocolError",
+    "PushStream",
     "Request",
     "Response",
     "Server",
     "State",
+    "StreamClosed",
     "Timer",
     "__version__",
     "to_response",

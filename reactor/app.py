@@ -4,12 +4,16 @@ A handler is a plain function ``handler(request) -> result`` that runs on the
 loop thread, so it must not block. The result is a
 :class:`~reactor.http.response.Response`, or a shorthand for one:
 
-========== ==========================================================
-``str``    ``text/plain; charset=utf-8``
-``bytes``  ``application/octet-stream``
-``dict``   ``application/json`` (also ``list``)
-``None``   ``204 No Content``
-========== ==========================================================
+============== ======================================================
+``str``        ``text/plain; charset=utf-8``
+``bytes``      ``application/octet-stream``
+``dict``       ``application/json`` (also ``list``)
+``None``       ``204 No Content``
+a generator    a streamed ``application/octet-stream`` body, pulled
+               as the socket drains (any iterator of bytes or str)
+a PushStream   a long-lived body written to later; an ``EventStream``
+               is ``text/event-stream`` (see :mod:`reactor.streams`)
+============== ======================================================
 
 Paths are matched exactly (a dictionary look-up) or by pattern: ``{name}``
 matches one path segment, ``{name:path}`` the rest of the path, and the values
@@ -22,16 +26,20 @@ the ``Allow`` list unless a handler is registered for it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .http.request import Request
 from .http.response import Response
+from .streams import EventStream, PushStream
 
 __all__ = ["App", "Handler", "to_response"]
 
 Handler = Callable[[Request], Any]
 H = TypeVar("H", bound=Handler)
+
+# Caches must not keep an event stream, and proxies must not buffer it.
+_EVENT_STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 
@@ -170,4 +178,11 @@ def to_response(result: Any) -> Response:
         return Response.json(result)
     if result is None:
         return Response(b"", 204)
-    raise TypeError(f"a handler returned {type(result).__name__}, not a Response, str, bytes or dict")
+    if isinstance(result, PushStream):
+        headers = _EVENT_STREAM_HEADERS if isinstance(result, EventStream) else []
+        return Response(result, 200, headers=headers, content_type=result.content_type)
+    if isinstance(result, Iterator):
+        return Response(result, 200, content_type="application/octet-stream")
+    raise TypeError(
+        f"a handler returned {type(result).__name__}, not a Response, str, bytes, dict, iterator or stream"
+    )

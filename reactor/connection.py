@@ -39,17 +39,20 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 import socket
 from collections import deque
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
 from .http.errors import LocalProtocolError, ProtocolError
 from .http.parser import Event, RequestParser
 from .http.request import Request
-from .http.response import Response, body_allowed, encode_head, informational
+from .http.response import FileBody, Response, body_allowed, encode_head, informational
 from .log import access, access_log, error_log
 from .loop import EVENT_READ, EVENT_WRITE, Loop, Timer
+from .streams import PushStream
 
 if TYPE_CHECKING:
     from .config import Config
@@ -94,6 +97,12 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 _COALESCE_BYTES = 16384
 # Resets and broken pipes are the peer leaving: logged at debug level only.
 _IOV_MAX = 512
+# Rounds of send-and-pull per flush, and pieces pulled from an iterator per
+# round: bounds on how long one connection keeps the loop.
+_FLUSH_ROUNDS = 8
+_PULLS_PER_ROUND = 64
+# Largest single sendfile() step.
+_SENDFILE_BYTES = 1 << 22
 _DISCONNECTED = frozenset((errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT))
 
 
@@ -140,6 +149,12 @@ class Connection:
         "_closing",
         "_started",
         "_client_text",
+        "_producer",
+        "_chunked",
+        "_flush_soon",
+        "_log_line",
+        "_log_status",
+        "_body_sent",
     )
 
     def __init__(
@@ -169,6 +184,14 @@ class Connection:
         self._closing = False  # the current response is the last one
         self._started = 0.0
         self._client_text = ""
+        # The body still to send after the queued output, when it is not
+        # bytes: an iterator, a file range, or a push stream.
+        self._producer: Iterator[bytes | str] | FileBody | PushStream | None = None
+        self._chunked = False
+        self._flush_soon = False  # a flush is scheduled for a push stream's writes
+        self._log_line = ""  # the request line and status of the response
+        self._log_status = 0  # being streamed, logged when it ends
+        self._body_sent = 0
         # A new connection is waiting for a request head: the header deadline
         # runs from accept (an idle preconnect is closed at that deadline).
         self.state = READING_HEADERS
@@ -194,11 +217,17 @@ class Connection:
         state = self.state
         if state is CLOSED:
             return
-        if state is WRITING or self.parser.eof:
+        producer = self._producer
+        parser = self.parser
+        if parser.eof:
             mask = 0
-        else:
+        elif state is not WRITING:
             mask = EVENT_READ
-        if self._out_bytes:
+        elif isinstance(producer, PushStream) and parser.buffered <= self.config.max_head_bytes:
+            mask = EVENT_READ  # to notice the client leaving a long-lived stream
+        else:
+            mask = 0
+        if self._out_bytes or (producer is not None and not isinstance(producer, PushStream)):
             mask |= EVENT_WRITE
         if mask != self._mask:
             # A selector cannot watch for nothing: an empty mask unregisters.
@@ -225,20 +254,28 @@ class Connection:
 
     def _on_event(self, mask: int) -> None:
         if mask & EVENT_WRITE:
-            self._flush()
-            if self._drained_after_backpressure():
-                self._next_cycle()
-                self._process()
-        if mask & EVENT_READ and self.state is not CLOSED and self.state is not WRITING:
-            self._read()
+            self._write_ready()
+        if mask & EVENT_READ and self.state is not CLOSED:
+            if self.state is WRITING:
+                self._read_while_streaming()
+            else:
+                self._read()
         if self.state is not CLOSED:
             self._sync()
 
+    def _write_ready(self) -> None:
+        """Send what can be sent; then take up the next request if it was held."""
+        self._flush()
+        if self._drained_after_backpressure():
+            self._next_cycle()
+            self._process()
+
     def _drained_after_backpressure(self) -> bool:
-        """Whether a response held in WRITING by the high-water mark may let go."""
+        """Whether a response held in WRITING (by the high-water mark) is done."""
         return (
             self.state is WRITING
             and self.request is None
+            and self._producer is None
             and not self._closing
             and self._out_bytes <= self.config.write_low_water_bytes
         )
@@ -297,8 +334,12 @@ class Connection:
             if event is Event.END_OF_MESSAGE:
                 self._move("request")
                 self._respond()
-                if self._closing or self._out_bytes > self.config.write_high_water_bytes:
-                    break  # stay in WRITING: closing, or backpressure
+                if (
+                    self._closing
+                    or self._producer is not None
+                    or self._out_bytes > self.config.write_high_water_bytes
+                ):
+                    break  # stay in WRITING: closing, streaming, or backpressure
                 self._next_cycle()
                 continue
             if event is Event.CLOSED:
@@ -340,38 +381,62 @@ class Connection:
         keep_alive = request.keep_alive and not self._closing and self.owner.accepting
         status = response.status
         body = response.body
-        if not body_allowed(status):
-            body = b""
-            length: int | None = None
-        else:
-            length = len(body)
-        if request.method == "HEAD":
-            body = b""
+        allowed = body_allowed(status)
+        length: int | None = None
+        chunked = False
+        producer: Iterator[bytes | str] | FileBody | PushStream | None = None
         try:
+            if isinstance(body, bytes):
+                length = len(body) if allowed else None
+            elif isinstance(body, FileBody):
+                producer, body = body, b""
+                length = producer.length if allowed else None
+            else:
+                producer = body if isinstance(body, PushStream) else iter(body)
+                body = b""
+                if request.version == "HTTP/1.1":
+                    chunked = allowed
+                else:
+                    keep_alive = False  # RFC 9112 §6.3: the body ends when we close
             head = encode_head(
                 response,
                 length,
                 keep_alive=keep_alive,
                 http10_keep_alive=keep_alive and request.version == "HTTP/1.0",
+                chunked=chunked,
             )
-        except LocalProtocolError as exc:
+        except (LocalProtocolError, TypeError) as exc:
             error_log.error("bad response from handler for %s %s: %s", request.method, request.path, exc)
+            _release(producer if producer is not None else body)
+            producer = None
             response = _plain(500)
-            status, body = 500, response.body
-            length = len(body)
-            head = encode_head(response, length, keep_alive=keep_alive)
-            if request.method == "HEAD":
-                body = b""
+            status, body, chunked = 500, response.body, False
+            head = encode_head(response, len(body), keep_alive=keep_alive)
+        if request.method == "HEAD" or not allowed:
+            _release(producer)
+            producer, body = None, b""
         if len(body) <= _COALESCE_BYTES:
             self._queue(head + body if body else head)
         else:
             self._queue(head)
             self._queue(body)
-        if access_log.isEnabledFor(20):
-            self._log_access(f"{request.method} {request.target} {request.version}", status, len(body))
         self.request = None
         if not keep_alive:
             self._closing = True
+        self._log_line = f"{request.method} {request.target} {request.version}"
+        self._log_status = status
+        self._body_sent = len(body)
+        if producer is None:
+            self._log_response()
+            return
+        self._producer = producer
+        self._chunked = chunked
+        if isinstance(producer, PushStream):
+            producer.attach(self)
+
+    def _log_response(self) -> None:
+        if access_log.isEnabledFor(20):
+            self._log_access(self._log_line, self._log_status, self._body_sent)
 
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a protocol error once, then read nothing more."""
@@ -408,41 +473,188 @@ class Connection:
         self._out_bytes += len(data)
 
     def _flush(self) -> None:
-        """Send what the socket takes now; what it does not waits for EVENT_WRITE."""
-        out = self._out
-        if out is not None:
-            try:
-                if len(out) == 1:
-                    sent = self.sock.send(out[0])
-                else:
-                    sent = self.sock.sendmsg(list(out)[:_IOV_MAX])
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._abort(exc)
-                return
-            self._out_bytes -= sent
-            if not self._out_bytes:
-                self._out = None
-            else:
-                while sent:
-                    first = out[0]
-                    if sent >= len(first):
-                        sent -= len(first)
-                        out.popleft()
+        """Send queued output, then pull the body producer, while the socket takes it.
+
+        Bounded to a few rounds per call so that one fast stream cannot starve
+        the other connections: with work left, ``EVENT_WRITE`` brings it back.
+        """
+        progress = False
+        for _ in range(_FLUSH_ROUNDS):
+            out = self._out
+            if out is not None:
+                try:
+                    if len(out) == 1:
+                        sent = self.sock.send(out[0])
                     else:
-                        out[0] = memoryview(first)[sent:]
-                        sent = 0
-                if sent or self._write_timer is None or self._write_timer.cancelled:
-                    self._arm_write_timer()
+                        sent = self.sock.sendmsg(list(out)[:_IOV_MAX])
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as exc:
+                    self._abort(exc)
+                    return
+                progress = progress or sent > 0
+                self._out_bytes -= sent
+                if not self._out_bytes:
+                    self._out = None
+                else:
+                    while sent:
+                        first = out[0]
+                        if sent >= len(first):
+                            sent -= len(first)
+                            out.popleft()
+                        else:
+                            out[0] = memoryview(first)[sent:]
+                            sent = 0
+                    break  # the socket is full
+            producer = self._producer
+            if producer is None:
+                break
+            if isinstance(producer, PushStream):
+                if self._out_bytes <= self.config.write_low_water_bytes:
+                    producer.drained()
+                break  # its producer writes when it has something
+            if isinstance(producer, FileBody):
+                done, sent = self._send_file(producer)
+                progress = progress or sent > 0
+                if not done and self.state is not CLOSED and producer.length:
+                    if sent < _SENDFILE_BYTES:
+                        break  # the socket is full
+            else:
+                self._pull(producer)
+            if self.state is CLOSED:
                 return
+        if self._out_bytes or (self._producer is not None and not isinstance(self._producer, PushStream)):
+            # Work is left: the write deadline measures time without progress.
+            if progress or self._write_timer is None or self._write_timer.cancelled:
+                self._arm_write_timer()
+            return
         if self._write_timer is not None:
             self._write_timer.cancel()
         # Everything is out; a closing connection closes now. (A connection
         # that is still reading a request under shutdown closes after its
         # response instead.)
-        if self._closing and (self.state is WRITING or self.state is IDLE):
+        if self._closing and self._producer is None and (self.state is WRITING or self.state is IDLE):
             self.close(linger=True)
+
+    # -- body producers ------------------------------------------------------
+
+    def _pull(self, iterator: Iterator[bytes | str]) -> None:
+        """Queue pieces of a streamed body until the high-water mark or its end."""
+        high = self.config.write_high_water_bytes
+        for _ in range(_PULLS_PER_ROUND):
+            if self._out_bytes >= high:
+                return
+            try:
+                piece = next(iterator)
+            except StopIteration:
+                self._end_body()
+                return
+            except Exception:
+                error_log.exception("streamed body failed after the response started")
+                # Too late for a 500: end the connection without the final
+                # chunk, so the client sees an incomplete response.
+                self._closing = True
+                self._finish_response()
+                return
+            if isinstance(piece, str):
+                piece = piece.encode()
+            if piece:
+                self._queue_body(piece)
+
+    def _queue_body(self, piece: bytes) -> None:
+        self._body_sent += len(piece)
+        if not self._chunked:
+            self._queue(piece)
+        elif len(piece) <= _COALESCE_BYTES:
+            self._queue(b"%x\r\n%b\r\n" % (len(piece), piece))
+        else:
+            self._queue(b"%x\r\n" % len(piece))
+            self._queue(piece)
+            self._queue(b"\r\n")
+
+    def _end_body(self) -> None:
+        if self._chunked:
+            self._queue(b"0\r\n\r\n")
+        self._finish_response()
+
+    def _finish_response(self) -> None:
+        """The body producer is done (or failed): release it and log the response."""
+        _release(self._producer)
+        self._producer = None
+        self._log_response()
+
+    def _send_file(self, body: FileBody) -> tuple[bool, int]:
+        """One ``os.sendfile`` step; (whether the body is done, bytes sent)."""
+        try:
+            sent = os.sendfile(
+                self.sock.fileno(), body.file.fileno(), body.offset, min(body.length, _SENDFILE_BYTES)
+            )
+        except (BlockingIOError, InterruptedError):
+            return False, 0
+        except OSError as exc:
+            self._abort(exc)
+            return False, 0
+        if sent == 0:
+            # The file is shorter than announced (truncated while being sent):
+            # the Content-Length cannot be kept, so the connection must end.
+            error_log.error("%r ended %d bytes early", body, body.length)
+            self.close()
+            return False, 0
+        body.offset += sent
+        body.length -= sent
+        self._body_sent += sent
+        if not body.length:
+            self._finish_response()
+            return True, sent
+        return False, sent
+
+    # -- the push stream's side (see reactor.streams.StreamSink) ------------
+
+    def stream_write(self, data: bytes) -> None:
+        """A push stream's producer wrote ``data``: frame it, flush soon."""
+        if self.state is CLOSED:
+            return
+        self._queue_body(data)
+        self._schedule_flush()
+
+    def stream_end(self) -> None:
+        """The push stream's producer closed it: end the body, flush soon."""
+        if self.state is CLOSED or not isinstance(self._producer, PushStream):
+            return
+        self._end_body()
+        self._schedule_flush()
+
+    def stream_writable(self) -> bool:
+        """Whether the unsent output is at or below the high-water mark."""
+        return self.state is not CLOSED and self._out_bytes <= self.config.write_high_water_bytes
+
+    def _schedule_flush(self) -> None:
+        # Writes made during one pass of the loop leave in one send.
+        if not self._flush_soon:
+            self._flush_soon = True
+            self.loop.call_soon(self._flush_scheduled)
+
+    def _flush_scheduled(self) -> None:
+        self._flush_soon = False
+        if self.state is not CLOSED:
+            self._write_ready()
+            if self.state is not CLOSED:
+                self._sync()
+
+    def _read_while_streaming(self) -> None:
+        """Read during a long-lived response: only to learn that the client left."""
+        try:
+            data = self.sock.recv(self.config.recv_bytes)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._abort(exc)
+            return
+        if not data:
+            error_log.debug("%s left during a streamed response", self._client())
+            self.close()
+        else:
+            self.parser.receive_data(data)  # a pipelined request, answered later
 
     def _arm_write_timer(self) -> None:
         """(Re)start the write deadline: it measures time without progress."""
@@ -469,7 +681,7 @@ class Connection:
                 self._sync()
 
     def _on_write_timeout(self) -> None:
-        if self.state is not CLOSED and self._out_bytes:
+        if self.state is not CLOSED:
             error_log.info("write timeout to %s with %d bytes unsent", self._client(), self._out_bytes)
             self.close()
 
@@ -493,6 +705,9 @@ class Connection:
             self._mask = 0
         self._out = None
         self._out_bytes = 0
+        if self._producer is not None:
+            _release(self._producer)
+            self._producer = None
         if linger and not self.parser.eof:
             # RFC 9112 §9.6: close the sending side first and drain what the
             # client still sends, so that closing with unread input does not
@@ -510,6 +725,19 @@ class Connection:
             self.close()
         else:
             self._closing = True
+
+
+def _release(body: object) -> None:
+    """Let go of a response body: close its file, end its stream, close its generator."""
+    if isinstance(body, PushStream):
+        body.detach()
+    elif body is not None and not isinstance(body, bytes):
+        close = getattr(body, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                error_log.exception("closing the body %r failed", body)
 
 
 def _plain(status: int) -> Response:

@@ -20,7 +20,7 @@ from typing import Any
 from .errors import LocalProtocolError, shorten
 from .grammar import TOKEN_RE
 
-__all__ = ["Response", "encode_head", "http_date", "informational"]
+__all__ = ["Body", "FileBody", "Response", "encode_head", "http_date", "informational"]
 
 SERVER = "reactor"
 
@@ -28,11 +28,47 @@ SERVER = "reactor"
 _FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "date", "server"))
 
 
+class FileBody:
+    """A response body that is a range of an open file, sent with ``os.sendfile``.
+
+    The connection owns the file once the response is handed over and closes
+    it on every path: sent, failed, or the client gone.
+
+    Args:
+        file: an open binary file (anything with ``fileno()`` and ``close()``).
+        offset: where the range starts.
+        length: how many bytes to send.
+    """
+
+    __slots__ = ("file", "offset", "length")
+
+    def __init__(self, file: Any, offset: int, length: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.length = length
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()
+
+    def __repr__(self) -> str:
+        return f"<FileBody {getattr(self.file, 'name', '?')!r} [{self.offset}:+{self.length}]>"
+
+
+#: What a response body may be: bytes; an iterable of bytes or str pulled as
+#: the socket drains (a generator, say); a file range; or a push stream
+#: (:class:`reactor.streams.PushStream`), written to later.
+Body = Any
+
+
 class Response:
     """An HTTP response: status, header fields and a body.
 
     Args:
-        body: the body; ``str`` is encoded as UTF-8.
+        body: the body; ``str`` is encoded as UTF-8. Besides bytes it may be
+            an iterable of bytes or str (streamed: chunked for HTTP/1.1
+            clients, close-delimited for HTTP/1.0), a :class:`FileBody`, or a
+            :class:`reactor.streams.PushStream`.
         status: the status code.
         headers: extra header fields as ``(name, value)`` pairs or a mapping.
         content_type: shorthand for a ``Content-Type`` field.
@@ -43,14 +79,14 @@ class Response:
 
     def __init__(
         self,
-        body: bytes | str = b"",
+        body: Body = b"",
         status: int = 200,
         headers: Iterable[tuple[str, str]] | dict[str, str] | None = None,
         content_type: str | None = None,
         reason: str | None = None,
     ) -> None:
         self.status = status
-        self.body = body.encode() if isinstance(body, str) else body
+        self.body: Body = body.encode() if isinstance(body, str) else body
         if headers is None:
             self.headers: list[tuple[str, str]] = []
         elif isinstance(headers, dict):
@@ -91,7 +127,8 @@ class Response:
         return None
 
     def __repr__(self) -> str:
-        return f"<Response {self.status} {len(self.body)} bytes>"
+        size = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else type(self.body).__name__
+        return f"<Response {self.status} {size}>"
 
 
 def _status_lines() -> dict[int, bytes]:
@@ -161,6 +198,7 @@ def encode_head(
     *,
     keep_alive: bool,
     http10_keep_alive: bool = False,
+    chunked: bool = False,
 ) -> bytes:
     """The response's status line and header block, ready to send.
 
@@ -171,6 +209,7 @@ def encode_head(
         keep_alive: False adds ``Connection: close``.
         http10_keep_alive: True adds ``Connection: keep-alive`` (an HTTP/1.0
             client that asked for persistence must be told it got it).
+        chunked: True adds ``Transfer-Encoding: chunked``.
 
     Raises:
         LocalProtocolError: a header name, value or reason that would corrupt
@@ -183,6 +222,8 @@ def encode_head(
         fields.append(f"{name}: {value}\r\n")
     if content_length is not None:
         fields.append(f"Content-Length: {content_length}\r\n")
+    elif chunked:
+        fields.append("Transfer-Encoding: chunked\r\n")
     if not keep_alive:
         fields.append("Connection: close\r\n")
     elif http10_keep_alive:

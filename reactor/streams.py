@@ -1,0 +1,307 @@
+"""Long-lived responses: push streams, Server-Sent Events, and broadcasting.
+
+A handler that returns a :class:`PushStream` (or a :class:`Response` whose
+body is one) keeps its response open; loop callbacks and timers write to it
+later with :meth:`PushStream.send` and end it with :meth:`PushStream.close`::
+
+    clients = Broadcast()
+
+    @app.route("/events")
+    def events(request):
+        stream = EventStream()
+        clients.add(stream)          # removed again when the client leaves
+        return stream
+
+    def tick():                      # from a loop timer
+        clients.send_event(time.ctime(), event="tick")
+
+Flow control: :attr:`PushStream.writable` is False while the connection holds
+more than its high-water mark of unsent output; :meth:`PushStream.on_drain`
+is called when it falls below the low-water mark again. A producer that
+respects them never makes the server buffer more than one high-water mark for
+a slow client. :meth:`PushStream.on_close` learns that the stream ended, by
+``close()`` or because the client went away.
+
+This module imports no socket: a stream talks to its connection through the
+small :class:`StreamSink` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .loop import Loop, Timer
+
+__all__ = ["Broadcast", "EventStream", "PushStream", "StreamClosed", "format_event"]
+
+
+class StreamClosed(Exception):
+    """Raised by :meth:`PushStream.send` once the stream has ended."""
+
+
+class StreamSink(Protocol):
+    """What a connection offers a push stream it is sending."""
+
+    @property
+    def loop(self) -> Loop: ...
+    def stream_write(self, data: bytes) -> None: ...
+    def stream_end(self) -> None: ...
+    def stream_writable(self) -> bool: ...
+
+
+class PushStream:
+    """A response body written to over time. See the module docs.
+
+    Args:
+        content_type: the ``Content-Type`` of the response it becomes.
+    """
+
+    __slots__ = ("content_type", "_sink", "_pending", "_state", "_on_close", "_on_drain", "_held")
+
+    def __init__(self, content_type: str = "application/octet-stream") -> None:
+        self.content_type = content_type
+        self._sink: StreamSink | None = None
+        self._pending: list[bytes] | None = None  # sent before the connection took it
+        self._state = "new"  # new -> open -> closed
+        self._on_close: list[Callable[[PushStream], object]] | None = None
+        self._on_drain: Callable[[PushStream], object] | None = None
+        self._held = False  # writable said False; on_drain is owed
+
+    # -- for producers -------------------------------------------------------
+
+    def send(self, data: bytes | str) -> None:
+        """Queue ``data`` for the client (sent at once if the socket takes it).
+
+        Raises:
+            StreamClosed: the stream has ended (closed, or the client left).
+        """
+        if self._state == "closed":
+            raise StreamClosed("the stream is closed")
+        if isinstance(data, str):
+            data = data.encode()
+        if not data:
+            return
+        if self._sink is None:
+            if self._pending is None:
+                self._pending = []
+            self._pending.append(data)
+        else:
+            self._sink.stream_write(data)
+
+    def close(self) -> None:
+        """End the response normally. Safe to call twice."""
+        if self._state == "closed":
+            return
+        sink = self._sink
+        self._finish()
+        if sink is not None:
+            sink.stream_end()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream has ended (closed, or the client went away)."""
+        return self._state == "closed"
+
+    @property
+    def writable(self) -> bool:
+        """False while the connection's unsent output is above its high-water mark."""
+        if self._state == "closed":
+            return False
+        if self._sink is None or self._sink.stream_writable():
+            return True
+        self._held = True
+        return False
+
+    @property
+    def loop(self) -> Loop | None:
+        """The loop of the connection sending this stream (None until it starts)."""
+        return self._sink.loop if self._sink is not None else None
+
+    def on_close(self, callback: Callable[[PushStream], object]) -> None:
+        """Call ``callback(stream)`` once when the stream ends, for any reason."""
+        if self._state == "closed":
+            callback(self)
+            return
+        if self._on_close is None:
+            self._on_close = []
+        self._on_close.append(callback)
+
+    def on_drain(self, callback: Callable[[PushStream], object] | None) -> None:
+        """Call ``callback(stream)`` when output held back (``writable`` was False)
+        has drained below the low-water mark."""
+        self._on_drain = callback
+
+    # -- for the connection --------------------------------------------------
+
+    def attach(self, sink: StreamSink) -> None:
+        """The connection starts sending this stream."""
+        if self._state != "new":
+            raise RuntimeError("a push stream can be the body of one response only")
+        self._sink = sink
+        self._state = "open"
+        self.started()
+        pending, self._pending = self._pending, None
+        for data in pending or ():
+            sink.stream_write(data)
+
+    def started(self) -> None:
+        """Hook: the response has started (subclasses arm timers here)."""
+
+    def drained(self) -> None:
+        """The connection's output is at or below the low-water mark."""
+        if self._held and self._state == "open":
+            self._held = False
+            if self._on_drain is not None:
+                self._on_drain(self)
+
+    def detach(self) -> None:
+        """The connection is gone (or done): end the stream without writing."""
+        if self._state != "closed":
+            self._finish()
+
+    def _finish(self) -> None:
+        self._state = "closed"
+        self._sink = None
+        self._pending = None
+        callbacks, self._on_close = self._on_close, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._state}>"
+
+
+def format_event(
+    data: str = "", event: str | None = None, id: str | None = None, retry_ms: int | None = None
+) -> bytes:
+    """One Server-Sent Event, as the HTML standard's ``text/event-stream`` frames it.
+
+    Multi-line ``data`` becomes one ``data:`` line per line (CRLF, CR and LF
+    all end a line). ``event`` and ``id`` may not contain line breaks (and
+    ``id`` no NUL), or a client would parse a different event.
+    """
+    lines = []
+    if event is not None:
+        _check_field("event", event)
+        lines.append(f"event: {event}\n")
+    if id is not None:
+        _check_field("id", id)
+        if "\0" in id:
+            raise ValueError("an event id may not contain NUL")
+        lines.append(f"id: {id}\n")
+    if retry_ms is not None:
+        lines.append(f"retry: {int(retry_ms)}\n")
+    for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        lines.append(f"data: {line}\n")
+    lines.append("\n")
+    return "".join(lines).encode()
+
+
+def _check_field(name: str, value: str) -> None:
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"an event {name} may not contain a line break: {value!r}")
+
+
+class EventStream(PushStream):
+    """A ``text/event-stream`` response (Server-Sent Events).
+
+    Args:
+        heartbeat_s: send a comment line after this many seconds without an
+            event, so that proxies and clients do not time the stream out
+            (None: never).
+    """
+
+    __slots__ = ("heartbeat_s", "_heartbeat")
+
+    def __init__(self, heartbeat_s: float | None = 15.0) -> None:
+        super().__init__("text/event-stream")
+        self.heartbeat_s = heartbeat_s
+        self._heartbeat: Timer | None = None
+
+    def send_event(
+        self, data: str = "", event: str | None = None, id: str | None = None, retry_ms: int | None = None
+    ) -> None:
+        """Send one event (see :func:`format_event`)."""
+        self.send(format_event(data, event, id, retry_ms))
+
+    def comment(self, text: str = "") -> None:
+        """Send a comment line, which clients ignore (a heartbeat)."""
+        _check_field("comment", text)
+        self.send(f": {text}\n\n".encode())
+
+    def send(self, data: bytes | str) -> None:
+        """Send raw stream bytes; any send postpones the next heartbeat."""
+        super().send(data)
+        if self._heartbeat is not None and self.heartbeat_s is not None and self._sink is not None:
+            self._heartbeat.reset(self._sink.loop.now + self.heartbeat_s)
+
+    def started(self) -> None:
+        if self.heartbeat_s is not None and self._sink is not None:
+            loop = self._sink.loop
+            self._heartbeat = loop.timer(self._beat)
+            self._heartbeat.reset(loop.now + self.heartbeat_s)
+
+    def _beat(self) -> None:
+        if not self.closed:
+            self.comment()
+
+    def _finish(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        super()._finish()
+
+
+class Broadcast:
+    """A set of streams that receive the same messages.
+
+    A stream leaves the set by itself when it ends. A subscriber that is not
+    :attr:`~PushStream.writable` (its client reads too slowly) misses the
+    message instead of making the server buffer it: ``skipped`` counts those.
+    """
+
+    __slots__ = ("streams", "skipped")
+
+    def __init__(self) -> None:
+        self.streams: set[PushStream] = set()
+        self.skipped = 0
+
+    def add(self, stream: PushStream) -> PushStream:
+        """Subscribe ``stream``; returns it."""
+        self.streams.add(stream)
+        stream.on_close(self.streams.discard)
+        return stream
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def send(self, data: bytes | str) -> int:
+        """Send ``data`` to every writable subscriber; returns how many got it."""
+        return self._each(lambda stream: stream.send(data))
+
+    def send_event(
+        self, data: str = "", event: str | None = None, id: str | None = None, retry_ms: int | None = None
+    ) -> int:
+        """Send one event to every writable :class:`EventStream`; returns how many got it."""
+        frame = format_event(data, event, id, retry_ms)
+        return self._each(lambda stream: stream.send(frame))
+
+    def _each(self, send: Callable[[PushStream], None]) -> int:
+        delivered = 0
+        for stream in list(self.streams):
+            if stream.writable:
+                send(stream)
+                delivered += 1
+            elif not stream.closed:
+                self.skipped += 1
+        return delivered
+
+    def close(self) -> None:
+        """End every subscriber's stream."""
+        for stream in list(self.streams):
+            stream.close()
+
+    def __iter__(self) -> Iterator[PushStream]:
+        return iter(list(self.streams))
