@@ -97,8 +97,6 @@ def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | No
     except OSError as exc:
         print(f"reactor: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
         return 1
-    if hasattr(app, "attach"):
-        app.attach(server)
     for host, port in addresses:
         shown = f"[{host}]" if ":" in host else host
         print(f"reactor {__version__} serving http://{shown}:{port}/ (pid {os.getpid()})", flush=True)

@@ -11,8 +11,10 @@ from . import __version__
 from .app import App
 from .http.request import Request
 from .http.response import Response
+from .streams import Broadcast, EventStream
 
 if TYPE_CHECKING:
+    from .loop import Timer
     from .server import Server
 
 __all__ = ["Demo", "make_demo"]
@@ -60,11 +62,19 @@ class Demo(App):
         super().__init__()
         self.server: Server | None = None
         self.started = time.monotonic()
+        # One timer serves every clock subscriber; it runs only while there are any.
+        self.clock = Broadcast()
+        self._clock_timer: Timer | None = None
+        self.chat = Broadcast()
+        self._chat_id = 0
         self.add_route("/", self.index)
         self.add_route("/api/info", self.info)
         self.add_route("/api/time", self.now)
         self.add_route("/api/echo", self.echo, methods=["POST"])
         self.add_route("/hello/{name}", self.hello)
+        self.add_route("/events/clock", self.clock_events)
+        self.add_route("/events/chat", self.chat_events)
+        self.add_route("/chat", self.chat_post, methods=["POST"])
 
     def attach(self, server: Server) -> None:
         """Let the figures routes read ``server``."""
@@ -98,6 +108,37 @@ class Demo(App):
 
     def hello(self, request: Request) -> str:
         return f"Hello, {request.params['name']}!\n"
+
+    def clock_events(self, request: Request) -> EventStream:
+        """One ``time`` event a second, from one timer shared by every subscriber."""
+        stream = self.clock.add(EventStream())
+        stream.on_close(self._clock_unsubscribed)
+        if self._clock_timer is None and self.server is not None:
+            loop = self.server.loop
+            self._clock_timer = loop.timer(self._tick)
+            self._clock_timer.reset(loop.now + 1.0)
+        return stream
+
+    def _tick(self) -> None:
+        assert self.server is not None and self._clock_timer is not None
+        now = time.time()
+        self.clock.send_event(time.strftime("%H:%M:%S", time.gmtime(now)), event="time", id=str(int(now)))
+        self._clock_timer.reset(self.server.loop.now + 1.0)
+
+    def _clock_unsubscribed(self, stream: object) -> None:
+        if not self.clock and self._clock_timer is not None:
+            self._clock_timer.cancel()
+            self._clock_timer = None
+
+    def chat_events(self, request: Request) -> EventStream:
+        """Every message posted to ``POST /chat``; resumes after ``Last-Event-ID``."""
+        return self.chat.add(EventStream())
+
+    def chat_post(self, request: Request) -> dict[str, Any]:
+        self._chat_id += 1
+        text = request.body.decode("utf-8", "replace")
+        delivered = self.chat.send_event(text, event="message", id=str(self._chat_id))
+        return {"id": self._chat_id, "delivered": delivered}
 
 
 def make_demo() -> Demo:

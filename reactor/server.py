@@ -67,6 +67,11 @@ class Server:
         self._stopping = False
         self._shutdown_timer: Timer | None = None
         self._lingering: dict[socket.socket, Timer] = {}
+        # An app may want the server (for its loop and figures): it says so
+        # with an attach(server) method.
+        attach = getattr(app, "attach", None)
+        if attach is not None:
+            attach(self)
 
     # -- listening -----------------------------------------------------------
 

@@ -29,12 +29,15 @@ small :class:`StreamSink` protocol.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .loop import Loop, Timer
 
 __all__ = ["Broadcast", "EventStream", "PushStream", "StreamClosed", "format_event"]
+
+
+S = TypeVar("S", bound="PushStream")
 
 
 class StreamClosed(Exception):
@@ -268,7 +271,7 @@ class Broadcast:
         self.streams: set[PushStream] = set()
         self.skipped = 0
 
-    def add(self, stream: PushStream) -> PushStream:
+    def add(self, stream: S) -> S:
         """Subscribe ``stream``; returns it."""
         self.streams.add(stream)
         stream.on_close(self.streams.discard)
