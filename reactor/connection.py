@@ -148,13 +148,7 @@ class Connection:
         "_write_timer",
         "_closing",
         "_started",
-        "_client_text",
-        "_producer",
-        "_chunked",
-        "_flush_soon",
-        "_log_line",
-        "_log_status",
-        "_body_sent",
+        "_body",
     )
 
     def __init__(
@@ -178,24 +172,20 @@ class Connection:
         self._out: deque[bytes | memoryview] | None = None
         self._out_bytes = 0
         self._mask = EVENT_READ
-        self._timer: Timer = loop.timer(self._on_timeout)
+        # Its one state timer calls the connection itself, with no mask.
+        self._timer: Timer = loop.timer(self)
         self._timer_armed_for: State | None = None
         self._write_timer: Timer | None = None
         self._closing = False  # the current response is the last one
         self._started = 0.0
-        self._client_text = ""
-        # The body still to send after the queued output, when it is not
-        # bytes: an iterator, a file range, or a push stream.
-        self._producer: Iterator[bytes | str] | FileBody | PushStream | None = None
-        self._chunked = False
-        self._flush_soon = False  # a flush is scheduled for a push stream's writes
-        self._log_line = ""  # the request line and status of the response
-        self._log_status = 0  # being streamed, logged when it ends
-        self._body_sent = 0
+        # A body being streamed after the queued output (None otherwise).
+        self._body: _Streaming | None = None
         # A new connection is waiting for a request head: the header deadline
         # runs from accept (an idle preconnect is closed at that deadline).
         self.state = READING_HEADERS
-        loop.register(sock, EVENT_READ, self._on_event)
+        # The connection is its own selector handler (see __call__): no bound
+        # method object per socket.
+        loop.register(sock, EVENT_READ, self)
         self._sync()
 
     def __repr__(self) -> str:
@@ -217,7 +207,7 @@ class Connection:
         state = self.state
         if state is CLOSED:
             return
-        producer = self._producer
+        producer = self._body.producer if self._body is not None else None
         parser = self.parser
         if parser.eof:
             mask = 0
@@ -234,9 +224,9 @@ class Connection:
             if not mask:
                 self.loop.unregister(self.sock)
             elif not self._mask:
-                self.loop.register(self.sock, mask, self._on_event)
+                self.loop.register(self.sock, mask, self)
             else:
-                self.loop.modify(self.sock, mask, self._on_event)
+                self.loop.modify(self.sock, mask, self)
             self._mask = mask
         if self._timer_armed_for is not state:
             self._timer_armed_for = state
@@ -252,7 +242,16 @@ class Connection:
 
     # -- I/O ---------------------------------------------------------------
 
-    def _on_event(self, mask: int) -> None:
+    def __call__(self, mask: int = 0) -> None:
+        """The selector's handler (the socket is ready for ``mask``), and the
+        state timer's callback (no mask: nothing is ready, time is up).
+
+        Being its own callback spares every connection two bound-method
+        objects, which is most of what an idle connection would otherwise add.
+        """
+        if not mask:
+            self._on_timeout()
+            return
         if mask & EVENT_WRITE:
             self._write_ready()
         if mask & EVENT_READ and self.state is not CLOSED:
@@ -275,7 +274,7 @@ class Connection:
         return (
             self.state is WRITING
             and self.request is None
-            and self._producer is None
+            and self._body is None
             and not self._closing
             and self._out_bytes <= self.config.write_low_water_bytes
         )
@@ -336,7 +335,7 @@ class Connection:
                 self._respond()
                 if (
                     self._closing
-                    or self._producer is not None
+                    or self._body is not None
                     or self._out_bytes > self.config.write_high_water_bytes
                 ):
                     break  # stay in WRITING: closing, streaming, or backpressure
@@ -423,20 +422,15 @@ class Connection:
         self.request = None
         if not keep_alive:
             self._closing = True
-        self._log_line = f"{request.method} {request.target} {request.version}"
-        self._log_status = status
-        self._body_sent = len(body)
         if producer is None:
-            self._log_response()
+            if access_log.isEnabledFor(20):
+                self._log_access(f"{request.method} {request.target} {request.version}", status, len(body))
             return
-        self._producer = producer
-        self._chunked = chunked
+        self._body = _Streaming(
+            producer, chunked, f"{request.method} {request.target} {request.version}", status
+        )
         if isinstance(producer, PushStream):
             producer.attach(self)
-
-    def _log_response(self) -> None:
-        if access_log.isEnabledFor(20):
-            self._log_access(self._log_line, self._log_status, self._body_sent)
 
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a protocol error once, then read nothing more."""
@@ -462,9 +456,7 @@ class Connection:
         access(self._client(), request_line, status, size, duration_ms)
 
     def _client(self) -> str:
-        if not self._client_text:
-            self._client_text = str(self.client[0]) if self.client else "-"
-        return self._client_text
+        return str(self.client[0])
 
     def _queue(self, data: bytes) -> None:
         if self._out is None:
@@ -506,9 +498,9 @@ class Connection:
                             out[0] = memoryview(first)[sent:]
                             sent = 0
                     break  # the socket is full
-            producer = self._producer
-            if producer is None:
+            if self._body is None:
                 break
+            producer = self._body.producer
             if isinstance(producer, PushStream):
                 if self._out_bytes <= self.config.write_low_water_bytes:
                     producer.drained()
@@ -523,7 +515,7 @@ class Connection:
                 self._pull(producer)
             if self.state is CLOSED:
                 return
-        if self._out_bytes or (self._producer is not None and not isinstance(self._producer, PushStream)):
+        if self._out_bytes or (self._body is not None and not isinstance(self._body.producer, PushStream)):
             # Work is left: the write deadline measures time without progress.
             if progress or self._write_timer is None or self._write_timer.cancelled:
                 self._arm_write_timer()
@@ -533,7 +525,7 @@ class Connection:
         # Everything is out; a closing connection closes now. (A connection
         # that is still reading a request under shutdown closes after its
         # response instead.)
-        if self._closing and self._producer is None and (self.state is WRITING or self.state is IDLE):
+        if self._closing and self._body is None and (self.state is WRITING or self.state is IDLE):
             self.close(linger=True)
 
     # -- body producers ------------------------------------------------------
@@ -562,8 +554,9 @@ class Connection:
                 self._queue_body(piece)
 
     def _queue_body(self, piece: bytes) -> None:
-        self._body_sent += len(piece)
-        if not self._chunked:
+        assert self._body is not None
+        self._body.sent += len(piece)
+        if not self._body.chunked:
             self._queue(piece)
         elif len(piece) <= _COALESCE_BYTES:
             self._queue(b"%x\r\n%b\r\n" % (len(piece), piece))
@@ -573,15 +566,18 @@ class Connection:
             self._queue(b"\r\n")
 
     def _end_body(self) -> None:
-        if self._chunked:
+        assert self._body is not None
+        if self._body.chunked:
             self._queue(b"0\r\n\r\n")
         self._finish_response()
 
     def _finish_response(self) -> None:
         """The body producer is done (or failed): release it and log the response."""
-        _release(self._producer)
-        self._producer = None
-        self._log_response()
+        body, self._body = self._body, None
+        assert body is not None
+        _release(body.producer)
+        if access_log.isEnabledFor(20):
+            self._log_access(body.request_line, body.status, body.sent)
 
     def _send_file(self, body: FileBody) -> tuple[bool, int]:
         """One ``os.sendfile`` step; (whether the body is done, bytes sent)."""
@@ -602,7 +598,8 @@ class Connection:
             return False, 0
         body.offset += sent
         body.length -= sent
-        self._body_sent += sent
+        assert self._body is not None
+        self._body.sent += sent
         if not body.length:
             self._finish_response()
             return True, sent
@@ -619,7 +616,7 @@ class Connection:
 
     def stream_end(self) -> None:
         """The push stream's producer closed it: end the body, flush soon."""
-        if self.state is CLOSED or not isinstance(self._producer, PushStream):
+        if self.state is CLOSED or self._body is None or not isinstance(self._body.producer, PushStream):
             return
         self._end_body()
         self._schedule_flush()
@@ -630,12 +627,16 @@ class Connection:
 
     def _schedule_flush(self) -> None:
         # Writes made during one pass of the loop leave in one send.
-        if not self._flush_soon:
-            self._flush_soon = True
+        body = self._body
+        if body is not None and not body.flush_soon:
+            body.flush_soon = True
             self.loop.call_soon(self._flush_scheduled)
+        elif body is None:
+            self.loop.call_soon(self._flush_scheduled)  # the last chunk of a stream
 
     def _flush_scheduled(self) -> None:
-        self._flush_soon = False
+        if self._body is not None:
+            self._body.flush_soon = False
         if self.state is not CLOSED:
             self._write_ready()
             if self.state is not CLOSED:
@@ -705,9 +706,9 @@ class Connection:
             self._mask = 0
         self._out = None
         self._out_bytes = 0
-        if self._producer is not None:
-            _release(self._producer)
-            self._producer = None
+        if self._body is not None:
+            _release(self._body.producer)
+            self._body = None
         if linger and not self.parser.eof:
             # RFC 9112 §9.6: close the sending side first and drain what the
             # client still sends, so that closing with unread input does not
@@ -725,6 +726,26 @@ class Connection:
             self.close()
         else:
             self._closing = True
+
+
+class _Streaming:
+    """A response body being streamed: exists only while one is."""
+
+    __slots__ = ("producer", "chunked", "request_line", "status", "sent", "flush_soon")
+
+    def __init__(
+        self,
+        producer: Iterator[bytes | str] | FileBody | PushStream,
+        chunked: bool,
+        request_line: str,
+        status: int,
+    ) -> None:
+        self.producer = producer
+        self.chunked = chunked  # frame pieces as chunks (else: raw, close-delimited or sized)
+        self.request_line = request_line  # for the access log line written at the end
+        self.status = status
+        self.sent = 0  # body bytes so far
+        self.flush_soon = False  # a flush is scheduled for a push stream's writes
 
 
 def _release(body: object) -> None:

@@ -12,13 +12,14 @@ Every pass of :meth:`Loop.run_once` does three things, in this order:
    were ready when this step began (callbacks they schedule wait for the next
    pass, so a callback that reschedules itself cannot starve the selector).
 
-Timers live on a binary heap of ``(when, seq, timer)`` entries. Cancelling a
+Timers live on a binary heap of ``(when, timer)`` entries; each timer knows
+its one live entry, so an entry it no longer points to is stale. Cancelling a
 timer only marks it (O(1)); its entry is dropped when it reaches the top of the
 heap, and the heap is rebuilt when more than half of it is dead, so it never
 fills with dead entries. A cancelled timer can be re-armed with
 :meth:`Timer.reset`, which reuses its heap entry when the new deadline is not
-earlier than the old one: a connection that goes idle after every request moves
-its keep-alive deadline forward without a heap push.
+earlier than the one the entry sorts by: a connection that goes idle after every
+request moves its keep-alive deadline forward without a heap push.
 
 Signals are delivered through a wakeup fd (:func:`signal.set_wakeup_fd`): the C
 signal handler writes the signal number into a socket pair, the selector wakes
@@ -68,7 +69,7 @@ class Timer:
     Returned by :meth:`Loop.call_at` and :meth:`Loop.call_later`.
     """
 
-    __slots__ = ("when", "callback", "args", "cancelled", "_loop", "_key", "_seq")
+    __slots__ = ("when", "callback", "args", "cancelled", "_loop", "_entry")
 
     def __init__(
         self, loop: Loop, when: float, callback: Callable[..., object], args: tuple[Any, ...]
@@ -78,20 +79,25 @@ class Timer:
         self.args = args
         self.cancelled = False
         self._loop = loop
-        self._key = 0.0  # the deadline its live heap entry sorts by
-        self._seq = -1  # the seq of its live heap entry; -1: not in the heap
+        # Its live heap entry (which sorts by entry[0]), or None: not in the heap.
+        self._entry: tuple[float, Timer] | None = None
+
+    def __lt__(self, other: Timer) -> bool:
+        # Only consulted when two entries have equal deadlines.
+        return id(self) < id(other)
 
     def cancel(self) -> None:
         """Stop the timer from firing. O(1); safe to call twice."""
         if not self.cancelled:
             self.cancelled = True
-            if self._seq >= 0:
+            if self._entry is not None:
                 self._loop._dead += 1
 
     def reset(self, when: float) -> None:
         """Re-arm the timer (cancelled, pending or fired) to fire at ``when``."""
         loop = self._loop
-        if self._seq >= 0 and when >= self._key:
+        entry = self._entry
+        if entry is not None and when >= entry[0]:
             # Its entry is still in the heap and sorts no later than the new
             # deadline: keep the entry; it is re-pushed when it comes due.
             if self.cancelled:
@@ -99,7 +105,7 @@ class Timer:
                 loop._dead -= 1
             self.when = when
             return
-        if self._seq >= 0 and not self.cancelled:
+        if entry is not None and not self.cancelled:
             loop._dead += 1  # the old entry becomes stale
         self.cancelled = False
         self.when = when
@@ -122,8 +128,7 @@ class Loop:
         #: Passes of :meth:`run_once` so far (for metrics and the live view).
         self.iterations = 0
         self._ready: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-        self._heap: list[tuple[float, int, Timer]] = []
-        self._seq = 0
+        self._heap: list[tuple[float, Timer]] = []
         self._dead = 0
         self._stopping = False
         self._signal_handlers: dict[int, Callable[[int], object]] = {}
@@ -184,20 +189,18 @@ class Loop:
         return len(self._heap) - self._dead
 
     def _push(self, timer: Timer) -> None:
-        self._seq += 1
-        timer._seq = self._seq
-        timer._key = timer.when
-        heapq.heappush(self._heap, (timer.when, self._seq, timer))
+        entry = timer._entry = (timer.when, timer)
+        heapq.heappush(self._heap, entry)
         if self._dead > _MIN_DEAD_TO_COMPACT and self._dead * 2 > len(self._heap):
             self._compact()
 
     def _compact(self) -> None:
         live = []
         for entry in self._heap:
-            timer = entry[2]
-            if entry[1] == timer._seq:
+            timer = entry[1]
+            if entry is timer._entry:
                 if timer.cancelled:
-                    timer._seq = -1
+                    timer._entry = None
                 else:
                     live.append(entry)
         heapq.heapify(live)
@@ -270,11 +273,12 @@ class Loop:
                 log.exception("error in I/O handler %r", key.data)
 
         while heap and heap[0][0] <= now:
-            _, seq, timer = heapq.heappop(heap)
-            if seq != timer._seq:
+            entry = heapq.heappop(heap)
+            timer = entry[1]
+            if entry is not timer._entry:
                 self._dead -= 1  # a stale entry, superseded by a newer push
                 continue
-            timer._seq = -1
+            timer._entry = None
             if timer.cancelled:
                 self._dead -= 1
             elif timer.when > now:

@@ -27,6 +27,7 @@ import signal
 import socket
 import threading
 from functools import partial
+from sys import intern
 
 from .config import Config
 from .connection import Application, Connection, State
@@ -137,7 +138,8 @@ class Server:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connections.add(Connection(sock, (address[0], address[1]), loop, config, app, self))
+            # Clients behind one address share one host string.
+            connections.add(Connection(sock, (intern(address[0]), address[1]), loop, config, app, self))
 
     def _pause_accepting(self, exc: OSError) -> None:
         pause_s = self.config.accept_pause_s

@@ -1,0 +1,247 @@
+"""What an idle connection costs reactor, and what SSE subscribers cost it.
+
+    python loadtests/idle.py [--connections 15000] [--sse 10000] [--sse-seconds 10]
+
+Starts the demo server (``python -m reactor``) on a free loopback port, then:
+
+1. measures a fresh request's latency on the empty server (median of many
+   requests, each on a new connection);
+2. opens N connections, from several source addresses in 127.0.0.0/8 so that
+   the client's search for a free port does not distort the figures; each
+   sends one GET, reads the answer, and stays open and idle;
+3. reads the server's RSS from ``/proc/PID/status`` before and after, and
+   reports KiB per idle connection;
+4. measures the fresh request's latency again, with N connections idle;
+5. closes them, then holds ``--sse`` subscribers of ``/events/clock`` (one
+   event a second to every subscriber, from one timer) for ``--sse-seconds``,
+   checks that every subscriber got every event, and reports the server's CPU
+   (from ``/proc/PID/stat``) and memory.
+
+Every count and duration is bounded; traffic goes to 127.0.0.0/8 only; the
+server it started is stopped by its PID. Prints a summary and writes JSON under
+loadtests/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "loadtests" / "results"
+GET = b"GET /api/time HTTP/1.1\r\nHost: idle\r\n\r\n"
+SOURCES = [f"127.0.0.{i}" for i in range(2, 18)]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    assert match
+    return int(match.group(1))
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def fresh_latency_ms(address: tuple[str, int], count: int) -> float:
+    """Median time of a GET on a new connection, connect to last byte."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        with socket.create_connection(address, timeout=5) as sock:
+            sock.sendall(GET)
+            data = b""
+            while b"}" not in data:
+                chunk = sock.recv(4096)
+                assert chunk, "closed early"
+                data += chunk
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def open_idle(address: tuple[str, int], n: int, deadline: float) -> list[socket.socket]:
+    """N connections that each got one answer and now sit idle."""
+    socks = []
+    for i in range(n):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"opening connections took too long ({i} of {n})")
+        sock = socket.socket()
+        sock.bind((SOURCES[i % len(SOURCES)], 0))
+        sock.connect(address)
+        sock.sendall(GET)
+        sock.setblocking(False)
+        socks.append(sock)
+    selector = selectors.DefaultSelector()
+    pending = {}
+    for sock in socks:
+        selector.register(sock, selectors.EVENT_READ)
+        pending[sock] = b""
+    while pending:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{len(pending)} answers never came")
+        for key, _ in selector.select(1.0):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            data = pending[sock] + sock.recv(4096)
+            if b"}" in data:
+                selector.unregister(sock)
+                del pending[sock]
+            else:
+                pending[sock] = data
+    selector.close()
+    return socks
+
+
+def hold_sse(address: tuple[str, int], n: int, seconds: float, pid: int) -> dict[str, float]:
+    """N clock subscribers for ``seconds``; checks that all got every event."""
+    socks = open_streams(address, n)
+    selector = selectors.DefaultSelector()
+    events = dict.fromkeys(socks, 0)
+    for sock in socks:
+        selector.register(sock, selectors.EVENT_READ)
+    rss_before = rss_kib(pid)
+    cpu_before = cpu_s(pid)
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        for key, _ in selector.select(0.5):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            events[sock] += sock.recv(65536).count(b"event: time\n")
+    elapsed = time.monotonic() - start
+    cpu = cpu_s(pid) - cpu_before
+    rss_after = rss_kib(pid)
+    counts = list(events.values())
+    selector.close()
+    for sock in socks:
+        sock.close()
+    return {
+        "subscribers": n,
+        "seconds": round(elapsed, 1),
+        "events_min": min(counts),
+        "events_max": max(counts),
+        "server_cpu_percent": round(100 * cpu / elapsed, 1),
+        "server_cpu_us_per_event": round(1e6 * cpu / max(1, sum(counts)), 2),
+        "server_rss_mib": round(rss_after / 1024, 1),
+        "rss_growth_kib_per_subscriber": round((rss_after - rss_before) / n, 3),
+    }
+
+
+def open_streams(address: tuple[str, int], n: int) -> list[socket.socket]:
+    socks = []
+    for i in range(n):
+        sock = socket.socket()
+        sock.bind((SOURCES[i % len(SOURCES)], 0))
+        sock.connect(address)
+        sock.sendall(b"GET /events/clock HTTP/1.1\r\nHost: idle\r\n\r\n")
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+def start_server(max_connections: int) -> tuple[subprocess.Popen[str], tuple[str, int]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reactor",
+            "--port",
+            "0",
+            "--no-access-log",
+            "--max-connections",
+            str(max_connections),
+            "--keepalive-timeout",
+            "600",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    match = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
+    if not match:
+        proc.kill()
+        raise SystemExit("the server did not start")
+    return proc, (match.group(1), int(match.group(2)))
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="KiB per idle connection, and the cost of SSE subscribers.")
+    parser.add_argument("--connections", type=int, default=15000, help="idle connections (at most 18000)")
+    parser.add_argument("--sse", type=int, default=10000, help="SSE subscribers (0: skip; at most 18000)")
+    parser.add_argument("--sse-seconds", type=float, default=10.0)
+    parser.add_argument("--samples", type=int, default=300, help="requests per latency median")
+    args = parser.parse_args(argv)
+    n = max(1, min(args.connections, 18000))
+    sse = max(0, min(args.sse, 18000))
+    proc, address = start_server(max(n, sse) + 100)
+    result: dict[str, object] = {"connections": n}
+    try:
+        fresh_latency_ms(address, 50)  # warm up the code paths and the allocator
+        result["latency_empty_ms"] = round(fresh_latency_ms(address, args.samples), 3)
+        rss_before = rss_kib(proc.pid)
+        start = time.monotonic()
+        socks = open_idle(address, n, deadline=start + 120)
+        result["open_seconds"] = round(time.monotonic() - start, 2)
+        time.sleep(1.0)  # let every connection settle into IDLE
+        rss_after = rss_kib(proc.pid)
+        result["rss_before_kib"] = rss_before
+        result["rss_after_kib"] = rss_after
+        result["kib_per_idle_connection"] = round((rss_after - rss_before) / n, 3)
+        result["latency_loaded_ms"] = round(fresh_latency_ms(address, args.samples), 3)
+        result["latency_ratio"] = round(
+            float(result["latency_loaded_ms"]) / float(result["latency_empty_ms"]),  # type: ignore[arg-type]
+            2,
+        )
+        print(
+            f"{n} idle connections: RSS {rss_before} -> {rss_after} KiB, "
+            f"{result['kib_per_idle_connection']} KiB each; fresh request "
+            f"{result['latency_empty_ms']} ms empty, {result['latency_loaded_ms']} ms loaded "
+            f"(x{result['latency_ratio']})",
+            flush=True,
+        )
+        for sock in socks:
+            sock.close()
+        if sse:
+            time.sleep(1.0)
+            result["sse"] = sse_result = hold_sse(address, sse, args.sse_seconds, proc.pid)
+            print(
+                f"{sse} SSE subscribers for {sse_result['seconds']} s: events per subscriber "
+                f"{sse_result['events_min']}..{sse_result['events_max']}, server CPU "
+                f"{sse_result['server_cpu_percent']}% ({sse_result['server_cpu_us_per_event']} us per event "
+                f"delivered), RSS {sse_result['server_rss_mib']} MiB",
+                flush=True,
+            )
+    finally:
+        stop(proc)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"idle-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
