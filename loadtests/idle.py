@@ -29,15 +29,16 @@ import json
 import os
 import re
 import selectors
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from loadtests.serverproc import ROOT, start_reactor, stop
+
 RESULTS = ROOT / "loadtests" / "results"
 GET = b"GET /api/time HTTP/1.1\r\nHost: idle\r\n\r\n"
 SOURCES = [f"127.0.0.{i}" for i in range(2, 18)]
@@ -151,42 +152,6 @@ def open_streams(address: tuple[str, int], n: int) -> list[socket.socket]:
     return socks
 
 
-def start_server(max_connections: int) -> tuple[subprocess.Popen[str], tuple[str, int]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reactor",
-            "--port",
-            "0",
-            "--no-access-log",
-            "--max-connections",
-            str(max_connections),
-            "--keepalive-timeout",
-            "600",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    match = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
-    if not match:
-        proc.kill()
-        raise SystemExit("the server did not start")
-    return proc, (match.group(1), int(match.group(2)))
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="KiB per idle connection, and the cost of SSE subscribers.")
     parser.add_argument("--connections", type=int, default=15000, help="idle connections (at most 18000)")
@@ -196,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = max(1, min(args.connections, 18000))
     sse = max(0, min(args.sse, 18000))
-    proc, address = start_server(max(n, sse) + 100)
+    limits = ["--max-connections", str(max(n, sse) + 100), "--keepalive-timeout", "600"]
+    proc, address = start_reactor("--no-access-log", *limits)
     result: dict[str, object] = {"connections": n}
     try:
         fresh_latency_ms(address, 50)  # warm up the code paths and the allocator

@@ -21,10 +21,7 @@ only; the server it started is stopped by its PID.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import selectors
-import signal
 import socket
 import statistics
 import subprocess
@@ -35,7 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from loadtests.serverproc import start_reactor, stop
+
 GET = b"GET / HTTP/1.1\r\nHost: slowclients\r\n\r\n"
 
 
@@ -218,29 +218,7 @@ def start_server(timeout_s: float, log: Path) -> tuple[subprocess.Popen[str], tu
         "--header-timeout", str(timeout_s), "--body-timeout", str(timeout_s),
         "--write-timeout", str(timeout_s), "--keepalive-timeout", str(timeout_s * 3),
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reactor",
-            "--app",
-            "loadtests.hello:app",
-            "--port",
-            "0",
-            "--no-access-log",
-            *flags,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
-    assert proc.stdout is not None
-    match = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
-    if not match:
-        proc.kill()
-        raise SystemExit("the server did not start")
-    return proc, (match.group(1), int(match.group(2)))
+    return start_reactor("--app", "loadtests.hello:app", "--no-access-log", *flags, stderr=log.open("w"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,12 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'PASS' if outcome.ok else 'FAIL'} {name:12} {outcome.verdict}", flush=True)
     finally:
         if proc is not None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop(proc)
     return 1 if failed else 0
 
 
