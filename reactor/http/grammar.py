@@ -25,19 +25,23 @@ TOKEN_RE = re.compile(TOKEN)
 #   field-content = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ]
 #   field-vchar   = VCHAR / obs-text          ; %x21-7E / %x80-FF
 # CR, LF, NUL, DEL and other controls are in neither, so they are refused.
-_VCHAR = r"[\x21-\x7e\x80-\xff]"
-FIELD_VALUE = rf"(?:{_VCHAR}(?:[\t\x20-\x7e\x80-\xff]*{_VCHAR})?)?"
-_FIELD_LINE = rf"({TOKEN}):[ \t]*({FIELD_VALUE})[ \t]*\r\n"
+# A field value with its trailing OWS is exactly a run of VCHAR, obs-text, SP
+# and HTAB: the pattern takes that run in one greedy pass (no backtracking to
+# find where the value ends), and the parser trims the trailing SP/HTAB.
+_FIELD_TEXT = r"[^\x00-\x08\x0a-\x1f\x7f]*"
+_FIELD_LINE = rf"({TOKEN}):[ \t]*({_FIELD_TEXT})\r\n"
 FIELD_LINE_RE = re.compile(_FIELD_LINE)
 # A whole header block (every line ending in CRLF) in one match; the common
 # case validates all fields with one call into the regex engine.
 FIELD_BLOCK_RE = re.compile(rf"(?:{_FIELD_LINE})*")
-FIELD_VALUE_RE = re.compile(FIELD_VALUE)
 
 # RFC 9112 §3: request-line = method SP request-target SP HTTP-version
 #              HTTP-version = HTTP-name "/" DIGIT "." DIGIT
 # The target is checked loosely here (visible ASCII) and by form below.
 REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+# A whole head (request line, then field lines, each ending in CRLF) in one
+# fullmatch: the common case validates everything in one call.
+HEAD_RE = re.compile(rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r\n((?:{_FIELD_LINE})*)")
 # Something that is a request line but names a version we do not speak
 # (HTTP/2.0, HTTP/1.10, HTTP/3): answered 505, not 400.
 OTHER_VERSION_RE = re.compile(rf"{TOKEN} [\x21-\x7e]+ HTTP/[0-9]+(?:\.[0-9]+)?")

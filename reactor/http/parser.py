@@ -49,6 +49,7 @@ from .grammar import (
     CONTENT_LENGTH_RE,
     FIELD_BLOCK_RE,
     FIELD_LINE_RE,
+    HEAD_RE,
     HOST_RE,
     OTHER_VERSION_RE,
     REQUEST_LINE_RE,
@@ -96,6 +97,7 @@ class _Phase(enum.Enum):
     CHUNK_DATA = "chunk data"
     CHUNK_CRLF = "CRLF after chunk data"
     TRAILERS = "trailer section"
+    COMPLETE = "complete"  # a request without a body: END_OF_MESSAGE is next
     DONE = "done"
     ERROR = "error"
 
@@ -106,6 +108,7 @@ _CHUNK_SIZE = _Phase.CHUNK_SIZE
 _CHUNK_DATA = _Phase.CHUNK_DATA
 _CHUNK_CRLF = _Phase.CHUNK_CRLF
 _TRAILERS = _Phase.TRAILERS
+_COMPLETE = _Phase.COMPLETE
 _DONE = _Phase.DONE
 _ERROR = _Phase.ERROR
 
@@ -192,6 +195,9 @@ class RequestParser:
         try:
             if phase is _HEAD:
                 return self._read_head()
+            if phase is _COMPLETE:
+                self._phase = _DONE
+                return END_OF_MESSAGE
             if phase is _DONE:
                 return PAUSED
             return self._read_body()
@@ -234,22 +240,21 @@ class RequestParser:
         self._consume(end + 4)
         self._scan_from = 0
 
-        line = head[:line_end]
-        match = REQUEST_LINE_RE.fullmatch(line)
+        # One fullmatch validates the request line and every field line.
+        match = HEAD_RE.fullmatch(head)
         if match is None:
-            raise _request_line_error(line)
-        method, target, major, minor = match.groups()
+            raise _head_error(head, line_end, limits.max_header_line_bytes)
+        method, target, major, minor, block = match.group(1, 2, 3, 4, 5)
         if major != "1" or minor not in {"1", "0"}:
             raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
         http11 = minor == "1"
-
-        block = head[line_end + 2 :]
-        found = _parse_fields(block, limits) if block else []
+        found = _parse_fields(block, limits, validated=True) if block else []
 
         fields: list[tuple[str, str]] = []
         framing: list[tuple[str, str]] = []
         for name, value in found:
             name = name.lower()
+            value = value.rstrip(" \t")  # trailing OWS; only SP and HTAB
             fields.append((name, value))
             if name in _FRAMING_FIELDS:
                 framing.append((name, value))
@@ -286,7 +291,15 @@ class RequestParser:
         if hosts > 1 or (http11 and hosts == 0):
             raise BadRequest("HTTP/1.1 needs exactly one Host header" if http11 else "duplicate Host")
 
-        raw_path, query = _split_target(method, target)
+        if target[0] == "/" and "#" not in target:
+            # origin-form, by far the most common: path and query.
+            query_at = target.find("?")
+            if query_at == -1:
+                raw_path, query = target, ""
+            else:
+                raw_path, query = target[:query_at], target[query_at + 1 :]
+        else:
+            raw_path, query = _split_target(method, target)
 
         chunked = False
         if codings is not None:
@@ -308,10 +321,10 @@ class RequestParser:
             query,
             "HTTP/1.1" if http11 else "HTTP/1.0",
             Headers(fields),
-            keep_alive=keep_alive,
-            expect_continue=expect_continue,
-            content_length=content_length,
-            chunked=chunked,
+            keep_alive,
+            expect_continue,
+            content_length,
+            chunked,
         )
         self._request = request
         if chunked:
@@ -324,9 +337,7 @@ class RequestParser:
             self._parts = []
         else:
             request.expect_continue = False  # nothing to continue with
-            self._phase = _BODY
-            self._left = 0
-            self._parts = None
+            self._phase = _COMPLETE
         return request
 
     def _check_incomplete_head(self, buf: bytes | bytearray) -> None:
@@ -445,7 +456,7 @@ class RequestParser:
         self._consume(end + 4)
         found = _parse_fields(block, limits)
         assert self._request is not None
-        self._request.trailers = Headers([(name.lower(), value) for name, value in found])
+        self._request.trailers = Headers([(name.lower(), value.rstrip(" \t")) for name, value in found])
         return self._finish()
 
     def _finish(self) -> Event:
@@ -459,15 +470,16 @@ class RequestParser:
         return END_OF_MESSAGE
 
 
-def _parse_fields(block: str, limits: ParserLimits) -> list[tuple[str, str]]:
+def _parse_fields(block: str, limits: ParserLimits, validated: bool = False) -> list[tuple[str, str]]:
     """Validate a header or trailer block (lines ending in CRLF); its fields.
 
-    The whole block is checked with one fullmatch; only when that fails are
-    the lines walked to say what is wrong.
+    The whole block is checked with one fullmatch (unless the caller's match
+    already did); only when that fails are the lines walked to say what is
+    wrong.
     """
-    if FIELD_BLOCK_RE.fullmatch(block) is None:
+    if not validated and FIELD_BLOCK_RE.fullmatch(block) is None:
         raise _field_error(block, limits.max_header_line_bytes)
-    found: list[tuple[str, str]] = FIELD_LINE_RE.findall(block)
+    found: list[tuple[str, str]] = FIELD_LINE_RE.findall(block)  # values keep trailing OWS
     if len(found) > limits.max_header_count:
         raise HeadersTooLarge(f"{len(found)} header fields")
     if len(block) > limits.max_header_line_bytes:
@@ -543,6 +555,18 @@ def _split_target(method: str, target: str) -> tuple[str, str]:
     if query_at == -1:
         return rest, ""
     return rest[:query_at], rest[query_at + 1 :]
+
+
+def _head_error(head: str, line_end: int, max_line: int) -> ProtocolError:
+    """Say what is wrong with a head that did not match: its line, or a field."""
+    line = head[:line_end]
+    match = REQUEST_LINE_RE.fullmatch(line)
+    if match is None:
+        return _request_line_error(line)
+    major, minor = match.group(3, 4)
+    if major != "1" or minor not in {"1", "0"}:
+        return VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
+    return _field_error(head[line_end + 2 :], max_line)
 
 
 def _request_line_error(line: str) -> ProtocolError:

@@ -85,6 +85,7 @@ class Request:
         chunked: whether the body is sent with chunked transfer coding.
         client: the peer's ``(host, port)``, set by the connection.
         params: path parameters, set by the router (``/items/{id}``).
+        route: the route pattern that matched, set by the router.
     """
 
     __slots__ = (
@@ -103,6 +104,7 @@ class Request:
         "chunked",
         "client",
         "params",
+        "route",
         "_query",
     )
 
@@ -114,7 +116,6 @@ class Request:
         query_string: str,
         version: str,
         headers: Headers,
-        *,
         keep_alive: bool = True,
         expect_continue: bool = False,
         content_length: int | None = None,
@@ -136,6 +137,7 @@ class Request:
         self.chunked = chunked
         self.client: tuple[str, int] | None = None
         self.params: dict[str, str] = {}
+        self.route: str | None = None
         self._query: dict[str, list[str]] | None = None
 
     @property

@@ -180,16 +180,14 @@ def _status_line(status: int, reason: str | None) -> bytes:
     return f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
 
 
-def _check_field(name: str, value: str) -> None:
-    if name not in _valid_names:
-        if TOKEN_RE.fullmatch(name) is None:
-            raise LocalProtocolError(f"invalid header name {shorten(name)}")
-        if name.lower() in _FRAMING:
-            raise LocalProtocolError(f"{name} is set by the server, not by a handler")
-        if len(_valid_names) < 1024:
-            _valid_names.add(name)
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise LocalProtocolError(f"CR, LF or NUL in value of header {name!r}: {shorten(value)}")
+def _check_name(name: str) -> None:
+    """Refuse a header name that is not a token or that the server owns."""
+    if TOKEN_RE.fullmatch(name) is None:
+        raise LocalProtocolError(f"invalid header name {shorten(name)}")
+    if name.lower() in _FRAMING:
+        raise LocalProtocolError(f"{name} is set by the server, not by a handler")
+    if len(_valid_names) < 1024:
+        _valid_names.add(name)  # most names repeat: check each once
 
 
 def encode_head(
@@ -215,10 +213,16 @@ def encode_head(
         LocalProtocolError: a header name, value or reason that would corrupt
             the framing.
     """
-    status_line = _status_line(response.status, response.reason)
+    status_line = _STATUS_LINES.get(response.status) if response.reason is None else None
+    if status_line is None:
+        status_line = _status_line(response.status, response.reason)
     fields = []
+    valid_names = _valid_names
     for name, value in response.headers:
-        _check_field(name, value)
+        if name not in valid_names:
+            _check_name(name)
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise LocalProtocolError(f"CR, LF or NUL in value of header {name!r}: {shorten(value)}")
         fields.append(f"{name}: {value}\r\n")
     if content_length is not None:
         fields.append(f"Content-Length: {content_length}\r\n")
