@@ -8,6 +8,7 @@ from .http.request import Headers, Request
 from .http.response import FileBody, Response
 from .loop import Loop, Timer
 from .server import Server
+from .static import StaticFiles
 from .streams import Broadcast, EventStream, PushStream, StreamClosed
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "Response",
     "Server",
     "State",
+    "StaticFiles",
     "StreamClosed",
     "Timer",
     "__version__",

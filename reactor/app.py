@@ -21,17 +21,27 @@ land in ``request.params``. A path that matches with the wrong method gets 405
 with ``Allow``; one that matches nothing gets 404. ``HEAD`` is answered by the
 ``GET`` handler (the connection sends the headers alone), and ``OPTIONS`` gets
 the ``Allow`` list unless a handler is registered for it.
+
+:meth:`App.static` mounts a directory of files (:class:`reactor.static.StaticFiles`)
+under a prefix. Exact paths are looked up before patterns, and patterns are
+tried in the order they were added: mount ``"/"`` last so that it only gets
+what no other route takes.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .http.request import Request
 from .http.response import Response
+from .static import StaticFiles
 from .streams import EventStream, PushStream
+
+if TYPE_CHECKING:
+    from .server import Server
 
 __all__ = ["App", "Handler", "to_response"]
 
@@ -41,13 +51,16 @@ H = TypeVar("H", bound=Handler)
 # Caches must not keep an event stream, and proxies must not buffer it.
 _EVENT_STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 
+_NO_PARAMS: dict[str, str] = {}  # shared by every exact route: never written to
+
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 
 
 class _Route:
-    __slots__ = ("pattern", "handlers")
+    __slots__ = ("path", "pattern", "handlers")
 
-    def __init__(self, pattern: re.Pattern[str] | None) -> None:
+    def __init__(self, path: str, pattern: re.Pattern[str] | None) -> None:
+        self.path = path
         self.pattern = pattern
         self.handlers: dict[str, Handler] = {}
 
@@ -82,6 +95,16 @@ class App:
     def __init__(self) -> None:
         self._exact: dict[str, _Route] = {}
         self._patterns: list[_Route] = []
+        self._attach_hooks: list[Callable[[Server], object]] = []
+
+    def attach(self, server: Server) -> None:
+        """Called by the :class:`~reactor.server.Server` that serves this app."""
+        for hook in self._attach_hooks:
+            hook(server)
+
+    def on_attach(self, hook: Callable[[Server], object]) -> None:
+        """Call ``hook(server)`` when a server takes this app (for mounted tools)."""
+        self._attach_hooks.append(hook)
 
     def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
         """Answer ``methods`` on ``path`` with ``handler``.
@@ -92,13 +115,13 @@ class App:
         """
         pattern = _compile(path)
         if pattern is None:
-            route = self._exact.setdefault(path, _Route(None))
+            route = self._exact.setdefault(path, _Route(path, None))
         else:
             for route in self._patterns:
                 if route.pattern is not None and route.pattern.pattern == pattern.pattern:
                     break
             else:
-                route = _Route(pattern)
+                route = _Route(path, pattern)
                 self._patterns.append(route)
         for method in methods:
             method = method.upper()
@@ -115,16 +138,30 @@ class App:
 
         return register
 
+    def static(self, prefix: str, directory: str | os.PathLike[str], **options: Any) -> StaticFiles:
+        """Serve the files under ``directory`` at ``prefix`` (GET and HEAD).
+
+        ``options`` go to :class:`~reactor.static.StaticFiles`: ``index``,
+        ``listing``, ``show_dotfiles``, ``cache_control``, ``max_ranges``.
+        ``/static`` redirects to ``/static/``, which serves the index.
+
+        Raises:
+            ValueError: ``prefix`` does not start with ``/``, or a route it
+                needs is taken.
+            NotADirectoryError: ``directory`` is not a directory.
+        """
+        handler = StaticFiles(directory, prefix=prefix, **options)
+        for path in handler.routes():
+            self.add_route(path, handler, methods=("GET",))
+        return handler
+
     def _match(self, request: Request) -> tuple[_Route | None, dict[str, str]]:
-        route = self._exact.get(request.path)
-        if route is not None:
-            return route, {}
         for route in self._patterns:
             assert route.pattern is not None
             match = route.pattern.fullmatch(request.path)
             if match is not None:
                 return route, match.groupdict()
-        return None, {}
+        return None, _NO_PARAMS
 
     def _select(self, request: Request) -> Handler | Response:
         """The handler for ``request``, or the response that refuses it."""
@@ -133,7 +170,10 @@ class App:
             methods |= {m for route in self._patterns for m in route.handlers}
             methods |= {"OPTIONS", "HEAD"} if "GET" in methods else {"OPTIONS"}
             return Response(b"", 204, headers=[("Allow", ", ".join(sorted(methods)))])
-        route, params = self._match(request)
+        route = self._exact.get(request.path)
+        params: dict[str, str] = _NO_PARAMS
+        if route is None:
+            route, params = self._match(request)
         if route is None:
             return Response.text("404 Not Found\n", 404)
         method = request.method
@@ -145,6 +185,7 @@ class App:
                 return Response(b"", 204, headers=[("Allow", route.allow())])
             return Response.text("405 Method Not Allowed\n", 405, headers=[("Allow", route.allow())])
         request.params = params
+        request.route = route.path
         return handler
 
     def handle(self, request: Request) -> Response:

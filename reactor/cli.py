@@ -1,8 +1,10 @@
 """``python -m reactor``: read the flags, build the app and the server, run.
 
 With no flags it serves the built-in demo on http://127.0.0.1:8000. ``--app
-module:attribute`` serves any :class:`~reactor.app.App`; ``--port 0`` picks a
-free port. The bound address is printed on standard output.
+module:attribute`` serves any :class:`~reactor.app.App`; ``--static DIR``
+serves a directory at ``/`` and nothing else (see :mod:`reactor.static`);
+``--port 0`` picks a free port. The bound address is printed on standard
+output.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
+from . import __version__, trace
 from .app import App
 from .config import Config
 from .demo import make_demo
 from .log import configure
 from .server import Server
 
-__all__ = ["load_app", "main", "parse_args"]
+__all__ = ["load_app", "main", "parse_args", "static_app"]
 
 # Flags that map one-to-one onto Config fields: (flag, field, type, help).
 _CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
@@ -36,6 +38,7 @@ _CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
     ("--max-headers", "max_header_count", int, "header fields per request (431 above)"),
     ("--max-body", "max_body_bytes", int, "request body bytes (413 above)"),
     ("--backlog", "backlog", int, "listen(2) backlog"),
+    ("--watchdog", "watchdog_threshold_s", float, "log handlers that block the loop longer, seconds"),
 ]
 
 
@@ -45,7 +48,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="reactor", description="A one-thread selectors HTTP/1.1 server.")
     parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="port; 0 picks a free one")
-    parser.add_argument("--app", help="serve module:attribute, an App (default: the demo)")
+    served = parser.add_mutually_exclusive_group()
+    served.add_argument("--app", help="serve module:attribute, an App (default: the demo)")
+    served.add_argument("--static", metavar="DIR", help="serve the files under DIR at / (and nothing else)")
+    parser.add_argument(
+        "--listing", action="store_true", help="with --static: list directories that have no index.html"
+    )
+    parser.add_argument(
+        "--cache-control",
+        default="no-cache",
+        metavar="VALUE",
+        help="with --static: the Cache-Control of files (default %(default)s; '' sends none)",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -53,6 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="level of the reactor.error and reactor.access loggers",
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    parser.add_argument(
+        "--trace", action="store_true", help="log every connection's state moves and selector events"
+    )
     parser.add_argument("--version", action="version", version=f"reactor {__version__}")
     limits = parser.add_argument_group("limits and timeouts")
     for flag, field, kind, text in _CONFIG_FLAGS:
@@ -81,14 +98,30 @@ def load_app(spec: str) -> App:
     return app  # type: ignore[no-any-return]
 
 
+def static_app(directory: str, **options: object) -> App:
+    """An app that serves ``directory`` at ``/``: what ``--static`` runs."""
+    app = App()
+    try:
+        app.static("/", directory, **options)
+    except NotADirectoryError:
+        raise SystemExit(f"--static takes a directory, and {directory!r} is not one") from None
+    return app
+
+
 def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | None = None) -> int:
     """Run the server; returns the exit status. ``serve`` replaces the run (tests)."""
     args = parse_args(argv)
-    configure(args.log_level, access=not args.no_access_log)
+    configure(args.log_level, access=not args.no_access_log, trace=args.trace)
+    if args.trace:
+        trace.enable()
     limits = {field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS}
-    config = Config(host=args.host, port=args.port, access_log=not args.no_access_log, **limits)
+    config = Config(
+        host=args.host, port=args.port, access_log=not args.no_access_log, trace=args.trace, **limits
+    )
     if args.app:
         app = load_app(args.app)
+    elif args.static:
+        app = static_app(args.static, listing=args.listing, cache_control=args.cache_control or None)
     else:
         app = make_demo()
     server = Server(app, config)

@@ -63,8 +63,15 @@ class Config:
     #: How long accepting pauses after accept() fails with EMFILE or ENFILE.
     accept_pause_s: float = 0.5
 
-    # -- logging ----------------------------------------------------------
+    # -- logging and watching -------------------------------------------------
     access_log: bool = True
+    #: A handler that runs longer than this is logged with its route: it
+    #: blocked every other connection meanwhile (asyncio's debug mode uses 0.1 s).
+    watchdog_threshold_s: float = 0.1
+    #: How often the loop's lag is sampled.
+    lag_probe_interval_s: float = 0.5
+    #: Log every connection's state moves and selector events (for learners).
+    trace: bool = False
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied."""

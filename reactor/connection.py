@@ -52,6 +52,7 @@ from .http.request import Request
 from .http.response import FileBody, Response, body_allowed, encode_head, informational
 from .log import access, access_log, error_log
 from .loop import EVENT_READ, EVENT_WRITE, Loop, Timer
+from .metrics import Metrics
 from .streams import PushStream
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ class ConnectionOwner(Protocol):
 
     @property
     def accepting(self) -> bool: ...
+    @property
+    def metrics(self) -> Metrics: ...
     def connection_closed(self, connection: Connection) -> None: ...
     def linger(self, sock: socket.socket) -> None: ...
 
@@ -287,13 +290,22 @@ class Connection:
             self._move("data")
             self._started = self.loop.now
 
-    def _read(self) -> None:
+    def _recv(self) -> bytes | None:
+        """One ``recv``: the bytes (``b""`` at end of input), or None when
+        nothing came after all, or the connection failed and is closed."""
         try:
             data = self.sock.recv(self.config.recv_bytes)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError as exc:
             self._abort(exc)
+            return None
+        self.owner.metrics.bytes_received += len(data)
+        return data
+
+    def _read(self) -> None:
+        data = self._recv()
+        if data is None:
             return
         state = self.state
         if not data:
@@ -369,14 +381,27 @@ class Connection:
     def _respond(self) -> None:
         request = self.request
         assert request is not None
+        time = self.loop.time
+        started = time()
         try:
             response = self.app.handle(request)
         except Exception:
             error_log.exception("handler failed for %s %s", request.method, request.path)
             response = _plain(500)
-        self._send_response(request, response)
+        now = time()
+        if now - started > self.config.watchdog_threshold_s:
+            # The watchdog: a handler runs on the loop, so while it ran,
+            # every other connection waited.
+            self.owner.metrics.slow_handlers += 1
+            error_log.warning(
+                "handler for %s %s blocked the loop for %.0f ms",
+                request.method,
+                request.route or request.path,
+                (now - started) * 1000,
+            )
+        self._send_response(request, response, now)
 
-    def _send_response(self, request: Request, response: Response) -> None:
+    def _send_response(self, request: Request, response: Response, now: float | None = None) -> None:
         keep_alive = request.keep_alive and not self._closing and self.owner.accepting
         status = response.status
         body = response.body
@@ -423,8 +448,7 @@ class Connection:
         if not keep_alive:
             self._closing = True
         if producer is None:
-            if access_log.isEnabledFor(20):
-                self._log_access(f"{request.method} {request.target} {request.version}", status, len(body))
+            self._record(request, status, len(body), now)
             return
         self._body = _Streaming(
             producer, chunked, f"{request.method} {request.target} {request.version}", status
@@ -447,13 +471,23 @@ class Connection:
         response = _plain(exc.status)
         head = encode_head(response, len(response.body), keep_alive=False)
         self._queue(head + response.body)
-        if access_log.isEnabledFor(20):
-            line = f"{request.method} {request.target} {request.version}" if request else "-"
-            self._log_access(line, exc.status, len(response.body))
+        self.owner.metrics.rejected += 1
+        self._record(request, exc.status, len(response.body))
 
-    def _log_access(self, request_line: str, status: int, size: int) -> None:
-        duration_ms = (self.loop.time() - self._started) * 1000.0
-        access(self._client(), request_line, status, size, duration_ms)
+    def _record(
+        self, request: Request | str | None, status: int, size: int, now: float | None = None
+    ) -> None:
+        """Count a finished response in the metrics and write its access log line."""
+        duration_s = (now if now is not None else self.loop.time()) - self._started
+        self.owner.metrics.observe(status, duration_s)
+        if access_log.isEnabledFor(20):
+            if request is None:
+                line = "-"
+            elif isinstance(request, str):
+                line = request
+            else:
+                line = f"{request.method} {request.target} {request.version}"
+            access(self._client(), line, status, size, duration_s * 1000.0)
 
     def _client(self) -> str:
         return str(self.client[0])
@@ -486,6 +520,7 @@ class Connection:
                     return
                 progress = progress or sent > 0
                 self._out_bytes -= sent
+                self.owner.metrics.bytes_sent += sent
                 if not self._out_bytes:
                     self._out = None
                 else:
@@ -576,11 +611,13 @@ class Connection:
         body, self._body = self._body, None
         assert body is not None
         _release(body.producer)
-        if access_log.isEnabledFor(20):
-            self._log_access(body.request_line, body.status, body.sent)
+        self._record(body.request_line, body.status, body.sent)
 
     def _send_file(self, body: FileBody) -> tuple[bool, int]:
         """One ``os.sendfile`` step; (whether the body is done, bytes sent)."""
+        if not body.length:
+            self._finish_response()  # an empty range: nothing to send
+            return True, 0
         try:
             sent = os.sendfile(
                 self.sock.fileno(), body.file.fileno(), body.offset, min(body.length, _SENDFILE_BYTES)
@@ -596,6 +633,7 @@ class Connection:
             error_log.error("%r ended %d bytes early", body, body.length)
             self.close()
             return False, 0
+        self.owner.metrics.bytes_sent += sent
         body.offset += sent
         body.length -= sent
         assert self._body is not None
@@ -644,12 +682,8 @@ class Connection:
 
     def _read_while_streaming(self) -> None:
         """Read during a long-lived response: only to learn that the client left."""
-        try:
-            data = self.sock.recv(self.config.recv_bytes)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._abort(exc)
+        data = self._recv()
+        if data is None:
             return
         if not data:
             error_log.debug("%s left during a streamed response", self._client())
@@ -707,8 +741,9 @@ class Connection:
         self._out = None
         self._out_bytes = 0
         if self._body is not None:
-            _release(self._body.producer)
-            self._body = None
+            # A streamed response cut short (the client left, a timeout, an
+            # error) is still a response: log it with the bytes that went out.
+            self._finish_response()
         if linger and not self.parser.eof:
             # RFC 9112 §9.6: close the sending side first and drain what the
             # client still sends, so that closing with unread input does not

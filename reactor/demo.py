@@ -1,62 +1,34 @@
-"""The built-in demo that ``python -m reactor`` serves with no ``--app``."""
+"""The built-in demo that ``python -m reactor`` serves with no ``--app``.
+
+A small static site (``reactor/site/``, package data) served by
+:class:`~reactor.static.StaticFiles` at ``/``, whose script shows live figures
+from ``/api/info``, plus a few JSON routes and two event streams.
+"""
 
 from __future__ import annotations
 
-import html
+import os
 import platform
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, live
 from .app import App
 from .http.request import Request
 from .http.response import Response
 from .streams import Broadcast, EventStream
 
 if TYPE_CHECKING:
-    from .loop import Timer
     from .server import Server
 
-__all__ = ["Demo", "make_demo"]
+__all__ = ["SITE", "Demo", "make_demo"]
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>reactor {version}</title>
-<style>
-body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; }}
-code {{ background: #f2f2f2; padding: 0 .25em; }}
-</style>
-</head>
-<body>
-<h1>reactor {version}</h1>
-<p>This page comes from <strong>reactor</strong>, a pure-Python HTTP/1.1 server: one thread, one
-<code>selectors</code> loop, and a state machine per connection. It runs on Python {python}.</p>
-<h2>Try</h2>
-<ul>
-<li><a href="/api/info"><code>GET /api/info</code></a>: the server's figures as JSON</li>
-<li><a href="/api/time"><code>GET /api/time</code></a>: the time</li>
-<li><a href="/hello/world"><code>GET /hello/{{name}}</code></a>: a path parameter</li>
-<li><code>curl -d 'hi' http://{host}/api/echo</code>: echoes the body</li>
-</ul>
-<h2>Serve your own app</h2>
-<pre><code>from reactor import App
-
-app = App()
-
-@app.route("/")
-def index(request):
-    return "Hello, World!"</code></pre>
-<p>then <code>python -m reactor --app mymodule:app</code>.</p>
-</body>
-</html>
-"""
+#: The demo site: HTML, CSS, JavaScript and an image, packaged with reactor.
+SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")
 
 
 class Demo(App):
-    """The demo app: an HTML page and a few JSON routes."""
+    """The demo app: the packaged site, a few JSON routes and two event streams."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,10 +36,8 @@ class Demo(App):
         self.started = time.monotonic()
         # One timer serves every clock subscriber; it runs only while there are any.
         self.clock = Broadcast()
-        self._clock_timer: Timer | None = None
         self.chat = Broadcast()
         self._chat_id = 0
-        self.add_route("/", self.index)
         self.add_route("/api/info", self.info)
         self.add_route("/api/time", self.now)
         self.add_route("/api/echo", self.echo, methods=["POST"])
@@ -75,15 +45,16 @@ class Demo(App):
         self.add_route("/events/clock", self.clock_events)
         self.add_route("/events/chat", self.chat_events)
         self.add_route("/chat", self.chat_post, methods=["POST"])
+        live.mount(self)
+        # Last: exact routes win anyway, but patterns are tried in the order
+        # they were added, and "/{path:path}" matches every path.
+        self.static("/", SITE)
 
     def attach(self, server: Server) -> None:
-        """Let the figures routes read ``server``."""
+        """Let the figures routes read ``server``, and give the clock its loop."""
+        super().attach(server)
         self.server = server
-
-    def index(self, request: Request) -> Response:
-        host = request.headers.get("host") or "127.0.0.1:8000"
-        page = _PAGE.format(version=__version__, python=platform.python_version(), host=html.escape(host))
-        return Response.html(page)
+        self.clock.every(server.loop, 1.0, self._tick)
 
     def info(self, request: Request) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -111,24 +82,11 @@ class Demo(App):
 
     def clock_events(self, request: Request) -> EventStream:
         """One ``time`` event a second, from one timer shared by every subscriber."""
-        stream = self.clock.add(EventStream())
-        stream.on_close(self._clock_unsubscribed)
-        if self._clock_timer is None and self.server is not None:
-            loop = self.server.loop
-            self._clock_timer = loop.timer(self._tick)
-            self._clock_timer.reset(loop.now + 1.0)
-        return stream
+        return self.clock.add(EventStream())
 
     def _tick(self) -> None:
-        assert self.server is not None and self._clock_timer is not None
         now = time.time()
         self.clock.send_event(time.strftime("%H:%M:%S", time.gmtime(now)), event="time", id=str(int(now)))
-        self._clock_timer.reset(self.server.loop.now + 1.0)
-
-    def _clock_unsubscribed(self, stream: object) -> None:
-        if not self.clock and self._clock_timer is not None:
-            self._clock_timer.cancel()
-            self._clock_timer = None
 
     def chat_events(self, request: Request) -> EventStream:
         """Every message posted to ``POST /chat``; resumes after ``Last-Event-ID``."""

@@ -74,14 +74,22 @@ def access(client: str, request_line: str, status: int, size: int, duration_ms: 
     )
 
 
-def configure(level: str = "info", access: bool = True) -> None:
-    """Send both loggers to stderr at ``level``; ``access=False`` silences access."""
+def configure(level: str = "info", access: bool = True, trace: bool = False) -> None:
+    """Send the loggers to stderr at ``level``; ``access=False`` silences access.
+
+    ``trace=True`` also shows ``reactor.trace`` (see :mod:`reactor.trace`).
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    for logger in (access_log, error_log):
+    trace_log = logging.getLogger("reactor.trace")
+    for logger in (access_log, error_log, trace_log):
         logger.handlers[:] = [handler]
         logger.propagate = False
         logger.setLevel(level.upper())
+    if not trace:
+        trace_log.setLevel(logging.CRITICAL + 1)
+    else:
+        trace_log.setLevel(logging.INFO)
     if not access:
         access_log.setLevel(logging.CRITICAL + 1)
     error_handler = logging.StreamHandler(sys.stderr)

@@ -33,6 +33,7 @@ from .config import Config
 from .connection import Application, Connection, State
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
+from .metrics import Metrics
 
 __all__ = ["Server"]
 
@@ -58,6 +59,9 @@ class Server:
         self.loop = loop if loop is not None else Loop()
         #: Every open connection.
         self.connections: set[Connection] = set()
+        #: Counters for /_reactor/metrics and the live view.
+        self.metrics = Metrics()
+        self._lag_probe: Timer | None = None
         #: Bound addresses, filled by :meth:`listen`.
         self.addresses: list[tuple[str, int]] = []
         self.accepted = 0
@@ -210,10 +214,23 @@ class Server:
     # -- running and stopping ------------------------------------------------
 
     def start(self) -> None:
-        """Listen (if not yet done) and register the listeners with the loop."""
+        """Listen (if not yet done), register the listeners, start the lag probe."""
         if not self._listeners:
             self.listen()
         self._start_accepting()
+        if self._lag_probe is None:
+            self._lag_probe = self.loop.timer(self._probe_lag)
+            self._lag_probe.reset(self.loop.time() + self.config.lag_probe_interval_s)
+
+    def _probe_lag(self) -> None:
+        """How late this timer fired is how long the loop was busy: its lag."""
+        assert self._lag_probe is not None
+        now = self.loop.time()
+        lag = max(0.0, now - self._lag_probe.when)
+        self.metrics.loop_lag_s = lag
+        self.metrics.loop_lag_max_s = max(self.metrics.loop_lag_max_s, lag)
+        if not self._stopping:
+            self._lag_probe.reset(now + self.config.lag_probe_interval_s)
 
     def serve_forever(self, install_signals: bool = True) -> None:
         """Run until shut down. Installs SIGINT/SIGTERM handlers in the main thread."""
@@ -256,6 +273,8 @@ class Server:
         if not self.connections and not self._lingering:
             if self._shutdown_timer is not None:
                 self._shutdown_timer.cancel()
+            if self._lag_probe is not None:
+                self._lag_probe.cancel()
             self.loop.stop()
 
     def close_all(self) -> None:

@@ -265,17 +265,49 @@ class Broadcast:
     message instead of making the server buffer it: ``skipped`` counts those.
     """
 
-    __slots__ = ("streams", "skipped")
+    __slots__ = ("streams", "skipped", "_every", "_ticker")
 
     def __init__(self) -> None:
         self.streams: set[PushStream] = set()
         self.skipped = 0
+        self._every: tuple[Loop, float, Callable[[], object]] | None = None
+        self._ticker: Timer | None = None
 
     def add(self, stream: S) -> S:
         """Subscribe ``stream``; returns it."""
         self.streams.add(stream)
-        stream.on_close(self.streams.discard)
+        stream.on_close(self._remove)
+        if self._every is not None and self._ticker is None:
+            loop, interval_s, _ = self._every
+            self._ticker = loop.timer(self._tick)
+            self._ticker.reset(loop.time() + interval_s)
         return stream
+
+    def _remove(self, stream: PushStream) -> None:
+        self.streams.discard(stream)
+        if not self.streams and self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def every(self, loop: Loop, interval_s: float, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` every ``interval_s`` while there are subscribers.
+
+        One timer serves them all, and it runs only while the set is not empty:
+        a clock, a ticker or a live view costs nothing when nobody listens.
+        """
+        self._every = (loop, interval_s, callback)
+
+    @property
+    def ticking(self) -> bool:
+        """Whether the :meth:`every` timer is running."""
+        return self._ticker is not None
+
+    def _tick(self) -> None:
+        assert self._every is not None and self._ticker is not None
+        loop, interval_s, callback = self._every
+        callback()
+        if self._ticker is not None:
+            self._ticker.reset(loop.time() + interval_s)
 
     def __len__(self) -> int:
         return len(self.streams)

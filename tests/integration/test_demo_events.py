@@ -25,13 +25,13 @@ def test_clock_reaches_every_subscriber_from_one_timer(serve: Callable[..., Runn
         assert event_a[0] == event_b[0] == "event: time"
         assert event_a[2].startswith("data: ") and event_a[3] == ""
         assert server.call(lambda: len(demo.clock)) == 2
-        # Two subscribers, one timer (plus nothing else armed for idle streams).
-        assert server.call(lambda: demo._clock_timer is not None and not demo._clock_timer.cancelled)
+        # Two subscribers, one timer.
+        assert server.call(lambda: demo.clock.ticking)
     deadline = time.monotonic() + 5
     while server.call(lambda: len(demo.clock)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.call(lambda: len(demo.clock)) == 0
-    assert server.call(lambda: demo._clock_timer) is None
+    assert not server.call(lambda: demo.clock.ticking)
 
 
 def test_posted_messages_reach_every_chat_subscriber(serve: Callable[..., Running]) -> None:

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from reactor import App, Broadcast, EventStream, FileBody, PushStream, Request, Response
-from tests.conftest import Running, connect, get_ok, read_until_close, recv_response
+from tests.conftest import Running, connect, get_ok, parse_responses, read_until_close, recv_response
 
 Serve = Callable[..., Running]
 PIECE = 65536
@@ -113,9 +113,8 @@ def streaming_app(rec: Recorder, tmp_path: Path) -> App:
         handle = path.open("rb")
         rec.streams.append(handle)  # type: ignore[arg-type]
         start = int(request.query.get("start", ["0"])[0])
-        return Response(
-            FileBody(handle, start, path.stat().st_size - start), content_type="application/octet-stream"
-        )
+        length = int(request.query.get("length", [str(path.stat().st_size - start)])[0])
+        return Response(FileBody(handle, start, length), content_type="application/octet-stream")
 
     return app
 
@@ -245,6 +244,7 @@ def test_server_sent_events_with_requests(stream_server: Running, rec: Recorder)
 
 
 def test_client_leaving_mid_stream_cleans_up(stream_server: Running, rec: Recorder) -> None:
+    baseline = stream_server.call(stream_server.server.loop.pending_timers)  # the lag probe
     sock = connect(stream_server.address)
     sock.sendall(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
     sock.recv(65536)
@@ -258,8 +258,8 @@ def test_client_leaving_mid_stream_cleans_up(stream_server: Running, rec: Record
     assert rec.closed == [stream]
     assert stream.closed
     assert stream_server.call(lambda: len(rec.broadcast)) == 0
-    # Its heartbeat timer was cancelled: only the listener's loop is left idle.
-    assert stream_server.call(stream_server.server.loop.pending_timers) == 0
+    # Its heartbeat timer and the connection's were cancelled.
+    assert stream_server.call(stream_server.server.loop.pending_timers) == baseline
 
 
 def test_push_stream_flow_control(stream_server: Running, rec: Recorder) -> None:
@@ -343,3 +343,29 @@ def test_two_thousand_idle_connections_and_a_fresh_request_is_answered(serve: Se
     for sock in socks:
         sock.close()
     gc.collect()
+
+
+def test_empty_file_range_and_the_next_request(stream_server: Running, rec: Recorder) -> None:
+    with connect(stream_server.address) as sock:
+        sock.sendall(
+            b"GET /file?length=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        empty, hello = parse_responses(read_until_close(sock))
+    assert (empty.status, empty.header("content-length"), empty.body) == (200, "0", b"")
+    assert hello.body == b"Hello, World!"
+    (handle,) = rec.streams
+    assert handle.closed  # type: ignore[attr-defined]
+
+
+def test_a_stream_cut_short_is_still_logged(stream_server: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "reactor.access")
+    sock = connect(stream_server.address)
+    sock.sendall(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+    sock.recv(65536)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while stream_server.call(lambda: len(stream_server.server.connections)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lines = [r.getMessage() for r in caplog.records if r.name == "reactor.access"]
+    assert any('"GET /events HTTP/1.1" 200 ' in line for line in lines), lines

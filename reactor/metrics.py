@@ -1,0 +1,112 @@
+"""The server's figures, and their Prometheus text exposition.
+
+Counters are plain integers on one :class:`Metrics` object owned by the
+server; a connection adds to them as it works (a few integer additions per
+request). Gauges (connections by state, pending timers) are read when they are
+asked for, never maintained. The loop's lag is sampled by one timer.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["DURATION_BUCKETS_S", "Metrics", "prometheus_text"]
+
+#: Upper bounds of the request-duration histogram's buckets, in seconds.
+DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Counters of one server."""
+
+    __slots__ = (
+        "requests",
+        "responses_by_class",
+        "bytes_received",
+        "bytes_sent",
+        "rejected",
+        "duration_counts",
+        "duration_sum_s",
+        "loop_lag_s",
+        "loop_lag_max_s",
+        "slow_handlers",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.responses_by_class = [0, 0, 0, 0, 0, 0]  # index: status // 100
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.rejected = 0  # protocol errors answered with 4xx/5xx
+        self.duration_counts = [0] * (len(DURATION_BUCKETS_S) + 1)  # the last: +Inf
+        self.duration_sum_s = 0.0
+        self.loop_lag_s = 0.0
+        self.loop_lag_max_s = 0.0
+        self.slow_handlers = 0
+
+    def observe(self, status: int, duration_s: float) -> None:
+        """One response sent, with its status and how long the request took."""
+        self.requests += 1
+        self.responses_by_class[min(status // 100, 5)] += 1
+        self.duration_counts[bisect.bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
+        self.duration_sum_s += duration_s
+
+
+def _line(name: str, value: float, labels: str = "") -> str:
+    return f"{name}{{{labels}}} {value}\n" if labels else f"{name} {value}\n"
+
+
+def prometheus_text(server: Server) -> str:
+    """Every figure of ``server`` in the Prometheus text format (version 0.0.4)."""
+    metrics = server.metrics
+    loop = server.loop
+    out: list[str] = []
+
+    def family(name: str, kind: str, text: str) -> None:
+        out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
+
+    family("reactor_connections", "gauge", "Open connections by state.")
+    for state, count in server.count_by_state().items():
+        out.append(_line("reactor_connections", count, f'state="{state.lower()}"'))
+    family("reactor_connections_accepted_total", "counter", "Connections accepted.")
+    out.append(_line("reactor_connections_accepted_total", server.accepted))
+    family("reactor_requests_total", "counter", "Responses sent, by status class.")
+    for index, count in enumerate(metrics.responses_by_class):
+        if index:
+            out.append(_line("reactor_requests_total", count, f'code="{index}xx"'))
+    family("reactor_rejected_total", "counter", "Requests refused for breaking the protocol.")
+    out.append(_line("reactor_rejected_total", metrics.rejected))
+    family("reactor_received_bytes_total", "counter", "Bytes received from clients.")
+    out.append(_line("reactor_received_bytes_total", metrics.bytes_received))
+    family("reactor_sent_bytes_total", "counter", "Bytes sent to clients.")
+    out.append(_line("reactor_sent_bytes_total", metrics.bytes_sent))
+    family(
+        "reactor_request_duration_seconds", "histogram", "From a request's first byte to its response queued."
+    )
+    cumulative = 0
+    for bound, count in zip(DURATION_BUCKETS_S, metrics.duration_counts[:-1], strict=True):
+        cumulative += count
+        out.append(_line("reactor_request_duration_seconds_bucket", cumulative, f'le="{bound}"'))
+    cumulative += metrics.duration_counts[-1]
+    out.append(_line("reactor_request_duration_seconds_bucket", cumulative, 'le="+Inf"'))
+    out.append(_line("reactor_request_duration_seconds_sum", metrics.duration_sum_s))
+    out.append(_line("reactor_request_duration_seconds_count", cumulative))
+    family("reactor_loop_lag_seconds", "gauge", "How late the loop's last lag probe timer fired.")
+    out.append(_line("reactor_loop_lag_seconds", metrics.loop_lag_s))
+    family("reactor_loop_lag_max_seconds", "gauge", "The largest loop lag seen.")
+    out.append(_line("reactor_loop_lag_max_seconds", metrics.loop_lag_max_s))
+    family("reactor_loop_iterations_total", "counter", "Passes of the event loop.")
+    out.append(_line("reactor_loop_iterations_total", loop.iterations))
+    family("reactor_loop_timers", "gauge", "Armed timers on the loop's heap.")
+    out.append(_line("reactor_loop_timers", loop.pending_timers()))
+    family(
+        "reactor_slow_handlers_total",
+        "counter",
+        "Handlers that blocked the loop past the watchdog threshold.",
+    )
+    out.append(_line("reactor_slow_handlers_total", metrics.slow_handlers))
+    return "".join(out)
