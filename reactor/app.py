@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .http.request import Request
@@ -51,7 +52,9 @@ H = TypeVar("H", bound=Handler)
 # Caches must not keep an event stream, and proxies must not buffer it.
 _EVENT_STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 
-_NO_PARAMS: dict[str, str] = {}  # shared by every exact route: never written to
+# Shared by every exact route, and read-only, so that no request can write
+# into another's parameters.
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 
@@ -155,7 +158,7 @@ class App:
             self.add_route(path, handler, methods=("GET",))
         return handler
 
-    def _match(self, request: Request) -> tuple[_Route | None, dict[str, str]]:
+    def _match(self, request: Request) -> tuple[_Route | None, Mapping[str, str]]:
         for route in self._patterns:
             assert route.pattern is not None
             match = route.pattern.fullmatch(request.path)
@@ -171,7 +174,7 @@ class App:
             methods |= {"OPTIONS", "HEAD"} if "GET" in methods else {"OPTIONS"}
             return Response(b"", 204, headers=[("Allow", ", ".join(sorted(methods)))])
         route = self._exact.get(request.path)
-        params: dict[str, str] = _NO_PARAMS
+        params: Mapping[str, str] = _NO_PARAMS
         if route is None:
             route, params = self._match(request)
         if route is None:

@@ -70,6 +70,11 @@ class State(enum.Enum):
     WRITING = "writing"
     CLOSED = "closed"
 
+    # Members are singletons compared by identity, so identity hashing is
+    # right; it is also C-level, where Enum's own __hash__ runs Python code on
+    # every TRANSITIONS look-up (three a request).
+    __hash__ = object.__hash__
+
 
 IDLE = State.IDLE
 READING_HEADERS = State.READING_HEADERS
@@ -174,7 +179,6 @@ class Connection:
         # Pending output; None when empty, so an idle connection owns no buffer.
         self._out: deque[bytes | memoryview] | None = None
         self._out_bytes = 0
-        self._mask = EVENT_READ
         # Its one state timer calls the connection itself, with no mask.
         self._timer: Timer = loop.timer(self)
         self._timer_armed_for: State | None = None
@@ -186,10 +190,20 @@ class Connection:
         # A new connection is waiting for a request head: the header deadline
         # runs from accept (an idle preconnect is closed at that deadline).
         self.state = READING_HEADERS
-        # The connection is its own selector handler (see __call__): no bound
-        # method object per socket.
-        loop.register(sock, EVENT_READ, self)
-        self._sync()
+        self._mask = 0  # not in the selector yet: see start()
+
+    def start(self) -> None:
+        """Begin: read at once, then watch the socket (its owner has it registered).
+
+        Clients send their request right after connecting, so it has often
+        arrived by the time it is accepted. A connection answered and closed
+        here never enters the selector at all.
+        """
+        self._read()
+        if self.state is not CLOSED:
+            # The connection is its own selector handler (see __call__): no
+            # bound method object per socket.
+            self._sync()
 
     def __repr__(self) -> str:
         fd = self.sock.fileno()
@@ -210,18 +224,19 @@ class Connection:
         state = self.state
         if state is CLOSED:
             return
-        producer = self._body.producer if self._body is not None else None
         parser = self.parser
-        if parser.eof:
-            mask = 0
-        elif state is not WRITING:
-            mask = EVENT_READ
-        elif isinstance(producer, PushStream) and parser.buffered <= self.config.max_head_bytes:
-            mask = EVENT_READ  # to notice the client leaving a long-lived stream
+        body = self._body
+        if body is None:
+            mask = 0 if state is WRITING or parser.eof else EVENT_READ
+            if self._out_bytes:
+                mask |= EVENT_WRITE
         else:
-            mask = 0
-        if self._out_bytes or (producer is not None and not isinstance(producer, PushStream)):
-            mask |= EVENT_WRITE
+            pushed = isinstance(body.producer, PushStream)
+            # A push stream's connection reads only to notice the client leaving.
+            reading = pushed and not parser.eof and parser.buffered <= self.config.max_head_bytes
+            mask = EVENT_READ if reading else 0
+            if self._out_bytes or not pushed:
+                mask |= EVENT_WRITE
         if mask != self._mask:
             # A selector cannot watch for nothing: an empty mask unregisters.
             if not mask:
@@ -352,6 +367,8 @@ class Connection:
                 ):
                     break  # stay in WRITING: closing, streaming, or backpressure
                 self._next_cycle()
+                if self.state is IDLE and not parser.eof:
+                    break  # nothing buffered: wait for the next request
                 continue
             if event is Event.CLOSED:
                 if not self._out_bytes:
@@ -561,7 +578,9 @@ class Connection:
         # that is still reading a request under shutdown closes after its
         # response instead.)
         if self._closing and self._body is None and (self.state is WRITING or self.state is IDLE):
-            self.close(linger=True)
+            # Linger only if the client may still be sending (an error cut
+            # its request short, or more is buffered), as nginx does.
+            self.close(linger=not self.parser.at_rest)
 
     # -- body producers ------------------------------------------------------
 

@@ -143,7 +143,9 @@ class Server:
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # Clients behind one address share one host string.
-            connections.add(Connection(sock, (intern(address[0]), address[1]), loop, config, app, self))
+            connection = Connection(sock, (intern(address[0]), address[1]), loop, config, app, self)
+            connections.add(connection)
+            connection.start()
 
     def _pause_accepting(self, exc: OSError) -> None:
         pause_s = self.config.accept_pause_s

@@ -4,13 +4,16 @@ For learners: run ``python -m reactor --trace`` and send one request to see
 the machinery turn::
 
     fd=7 accept 127.0.0.1:50312 -> READING_HEADERS
-    fd=7 ready READ
+    fd=7 read at accept
     fd=7 READING_HEADERS -> WRITING on request
     fd=7 WRITING -> IDLE on keep-alive
     fd=7 timer
     fd=7 IDLE -> CLOSED on close
 
-Free when off: :func:`enable` swaps traced versions of three
+("read at accept" is the read a new connection tries at once, before it is
+in the selector; a later read shows as "ready READ".)
+
+Free when off: :func:`enable` swaps traced versions of five
 :class:`~reactor.connection.Connection` methods onto the class; until it is
 called, the code that runs is the plain code, with no check added to it.
 """
@@ -44,10 +47,11 @@ def enable() -> None:
     """Trace every connection, from now on, to the ``reactor.trace`` logger."""
     if _PLAIN:
         return
-    for name in ("__init__", "__call__", "_move", "_sync"):
+    for name in ("__init__", "start", "__call__", "_move", "_sync"):
         _PLAIN[name] = getattr(Connection, name)
-    plain_init, plain_call, plain_move, plain_sync = (
+    plain_init, plain_start, plain_call, plain_move, plain_sync = (
         _PLAIN["__init__"],
+        _PLAIN["start"],
         _PLAIN["__call__"],
         _PLAIN["_move"],
         _PLAIN["_sync"],
@@ -57,6 +61,10 @@ def enable() -> None:
         plain_init(self, *args, **kwargs)
         host, port = self.client[0], self.client[1]
         trace_log.info("fd=%d accept %s:%s -> %s", _fd(self), host, port, self.state.name)
+
+    def start(self: Connection) -> None:
+        trace_log.info("fd=%d read at accept", _fd(self))
+        plain_start(self)
 
     def __call__(self: Connection, mask: int = 0) -> None:
         trace_log.info("fd=%d %s", _fd(self), f"ready {_mask_name(mask)}" if mask else "timer")
@@ -74,12 +82,8 @@ def enable() -> None:
         if self._mask != before:
             trace_log.info("fd=%d watch %s", _fd(self), _mask_name(self._mask))
 
-    for name, function in (
-        ("__init__", __init__),
-        ("__call__", __call__),
-        ("_move", _move),
-        ("_sync", _sync),
-    ):
+    traced = {"__init__": __init__, "start": start, "__call__": __call__, "_move": _move, "_sync": _sync}
+    for name, function in traced.items():
         setattr(Connection, name, function)
 
 

@@ -177,6 +177,12 @@ class RequestParser:
         """Whether part of a request has arrived and its cycle is not over."""
         return self._phase is not _HEAD or bool(self._buf)
 
+    @property
+    def at_rest(self) -> bool:
+        """Whether the last request was read whole and nothing more is buffered:
+        closing now cannot leave unread input behind."""
+        return self._phase is _DONE and not self._buf
+
     def start_next_cycle(self) -> None:
         """After the response to the current request is out, parse the next one."""
         if self._phase is not _DONE:

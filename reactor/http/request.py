@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 __all__ = ["Headers", "Request"]
+
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
 class Headers:
@@ -136,7 +139,7 @@ class Request:
         self.content_length = content_length
         self.chunked = chunked
         self.client: tuple[str, int] | None = None
-        self.params: dict[str, str] = {}
+        self.params: Mapping[str, str] = _NO_PARAMS
         self.route: str | None = None
         self._query: dict[str, list[str]] | None = None
 

@@ -32,6 +32,7 @@ def connection() -> Iterator[Connection]:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     conn = Connection(ours, ("test", 0), loop, Config(), App(), Owner())
+    conn.start()
     yield conn
     conn.close()
     theirs.close()
