@@ -46,8 +46,9 @@ class Config:
     keepalive_timeout_s: float = 75.0
     #: Longest time a response write may make no progress.
     write_timeout_s: float = 30.0
-    #: After the last response on a closing connection, how long unread input
-    #: is drained so that the client receives the response, not a reset.
+    #: After the last response on a closing connection whose client may still
+    #: be sending, how long its input is drained so that the client receives
+    #: the response, not a reset.
     linger_timeout_s: float = 2.0
     #: How long a graceful shutdown waits for requests in flight.
     shutdown_timeout_s: float = 30.0
