@@ -497,7 +497,7 @@ class Connection:
         """Count a finished response in the metrics and write its access log line."""
         duration_s = (now if now is not None else self.loop.time()) - self._started
         self.owner.metrics.observe(status, duration_s)
-        if access_log.isEnabledFor(20):
+        if self.config.access_log and access_log.isEnabledFor(20):
             if request is None:
                 line = "-"
             elif isinstance(request, str):
@@ -773,13 +773,19 @@ class Connection:
         self.owner.connection_closed(self)
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now if idle, else after the current response."""
+        """Graceful shutdown: close now if idle, else after the current response.
+
+        A push stream never ends by itself, so it is ended here, normally
+        (with its last chunk): an SSE client reconnects to the next server.
+        """
         if (self.state is IDLE and not self._out_bytes) or (
             self.state is READING_HEADERS and not self.parser.in_message
         ):
             self.close()
-        else:
-            self._closing = True
+            return
+        self._closing = True
+        if self._body is not None and isinstance(self._body.producer, PushStream):
+            self._body.producer.close()
 
 
 class _Streaming:

@@ -29,6 +29,7 @@ import threading
 from functools import partial
 from sys import intern
 
+from . import trace
 from .config import Config
 from .connection import Application, Connection, State
 from .log import error_log
@@ -77,6 +78,8 @@ class Server:
         attach = getattr(app, "attach", None)
         if attach is not None:
             attach(self)
+        if self.config.trace:
+            trace.enable()
 
     # -- listening -----------------------------------------------------------
 

@@ -6,6 +6,7 @@ import http.client
 import json
 import logging
 import socket
+import time
 
 import pytest
 
@@ -206,4 +207,31 @@ def test_peer_reset_mid_response_leaves_server_serving(server: Running) -> None:
     sock.recv(1000)
     sock.close()  # SO_LINGER 0: an RST
     get_ok(server.address)
-    assert server.call(lambda: len(server.server.connections)) <= 1
+    # The server learns of the reset on its next send: wait for it.
+    deadline = time.monotonic() + 5
+    while server.call(lambda: len(server.server.connections)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.call(lambda: len(server.server.connections)) == 0
+
+
+def test_config_access_log_false_writes_no_access_lines(serve, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, "reactor.access")
+    quiet = serve(access_log=False)
+    get_ok(quiet.address)
+    assert not [r for r in caplog.records if r.name == "reactor.access"]
+    loud = serve()
+    get_ok(loud.address)
+    assert [r for r in caplog.records if r.name == "reactor.access"]
+
+
+def test_config_trace_enables_tracing_without_the_cli(serve, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    from reactor import trace
+
+    caplog.set_level(logging.INFO, "reactor.trace")
+    try:
+        traced = serve(trace=True)
+        get_ok(traced.address)
+    finally:
+        trace.disable()
+    lines = [r.getMessage() for r in caplog.records if r.name == "reactor.trace"]
+    assert any("READING_HEADERS -> WRITING on request" in line for line in lines), lines

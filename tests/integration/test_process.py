@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(
-    *args: str, nofile: int | None = None, stderr: Path | None = None
+    *args: str, nofile: int | None = None, stderr: Path | None = None, app: str | None = "loadtests.hello:app"
 ) -> tuple[subprocess.Popen[str], tuple[str, int]]:
-    argv = ["--app", "loadtests.hello:app", "--port", "0", *args]
+    """A server process (``app=None``: the demo) and its address."""
+    argv = [*(["--app", app] if app else []), "--port", "0", *args]
     # The child lowers its own descriptor limit before the server starts
     # (preexec_fn is unsafe with threads around).
     prelude = (
@@ -97,6 +98,21 @@ def test_graceful_shutdown_under_load_loses_no_accepted_request() -> None:
         assert response.header("connection") == "close"
     for sock in in_flight:
         sock.close()
+
+
+def test_shutdown_ends_event_streams_instead_of_waiting_for_them() -> None:
+    proc, address = start("--shutdown-timeout", "20", app=None)
+    stream = socket.create_connection(address, timeout=10)
+    stream.sendall(b"GET /events/clock HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert stream.recv(65536).startswith(b"HTTP/1.1 200 ")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    data = read_until_close(stream, timeout=10)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - started < 5, "shutdown waited for the stream"
+    assert data.endswith(b"0\r\n\r\n")  # ended normally, with its last chunk
+    stream.close()
 
 
 def test_second_signal_forces_the_exit() -> None:
