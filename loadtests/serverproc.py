@@ -28,8 +28,8 @@ def start_reactor(
     match = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
     if not match:
         proc.kill()
-        proc.wait()
-        raise SystemExit("the server did not start")
+        _, err = proc.communicate()
+        raise RuntimeError(f"the server did not start: {err or ''}")
     return proc, (match.group(1), int(match.group(2)))
 
 

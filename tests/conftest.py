@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import http.client
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
+from loadtests.serverproc import start_reactor
 from reactor import App, Config, Request, Response, Server
+
+# Debian's chromium, headless, with nothing that reaches beyond this machine.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def make_app() -> App:
@@ -197,3 +213,31 @@ def get_ok(address: tuple[str, int]) -> None:
         response = recv_response(sock)
     assert response.status == 200
     assert response.body == b"Hello, World!"
+
+
+class ReactorProcess:
+    """``python -m reactor --port 0 ARGS`` running in a child process."""
+
+    def __init__(self, *args: str, stderr: int | IO[str] = subprocess.PIPE) -> None:
+        self.proc, (self.host, self.port) = start_reactor(*args, stderr=stderr)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def get(self, path: str) -> tuple[int, bytes, http.client.HTTPResponse]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read(), response
+
+    def stop(self, signum: int = signal.SIGINT) -> tuple[int, str]:
+        """Signal it and wait: its exit status and what it wrote to a piped stderr."""
+        self.proc.send_signal(signum)
+        _, err = self.proc.communicate(timeout=10)
+        return self.proc.returncode, err or ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()

@@ -20,15 +20,16 @@ import os
 import re
 import select
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from loadtests.serverproc import stop
+from tests.conftest import CHROMIUM_FLAGS, ReactorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,24 +41,13 @@ pytestmark = pytest.mark.skipif(
 ACCESS_LINE = re.compile(r'^\S+ - - \[[^\]]+\] "(\S+) (\S+) HTTP/1\.[01]" (\d{3}) (\d+) ', re.MULTILINE)
 
 
-class Demo:
+class Demo(ReactorProcess):
     """``python -m reactor --port 0``: the demo, its access log in a file."""
 
     def __init__(self, log: Path) -> None:
         self.log = log
         self._stderr = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "--port", "0"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"http://([\d.]+):(\d+)/", line)
-        assert match, f"no address printed: {line!r} {log.read_text()}"
-        self.host, self.port = match.group(1), int(match.group(2))
+        super().__init__(stderr=self._stderr)
         self.url = f"http://{self.host}:{self.port}/"
 
     def info(self) -> dict[str, Any]:
@@ -71,14 +61,8 @@ class Demo:
     def requests(self) -> list[tuple[str, str, int]]:
         return [(m, path, int(status)) for m, path, status, _ in ACCESS_LINE.findall(self.log.read_text())]
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def close(self) -> None:
+        stop(self.proc)
         self._stderr.close()
 
 
@@ -100,14 +84,7 @@ class Browser:
                 "-c",
                 script,
                 CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *CHROMIUM_FLAGS,
                 "--disable-dev-shm-usage",
                 f"--user-data-dir={tmp / 'profile'}",
                 "--window-size=1200,900",
@@ -195,7 +172,7 @@ class Browser:
 def demo(tmp_path: Path) -> Iterator[Demo]:
     process = Demo(tmp_path / "access.log")
     yield process
-    process.stop()
+    process.close()
 
 
 @pytest.fixture
@@ -259,14 +236,7 @@ def test_one_shot_screenshot_loads_every_asset(demo: Demo, tmp_path: Path) -> No
     result = subprocess.run(
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={screenshot}",
             "--window-size=1200,900",

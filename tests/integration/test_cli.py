@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,46 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ReactorProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Process:
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "--port", "0", *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"http://([\d.]+):(\d+)/", line)
-        assert match, f"no address printed: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}"
-        self.host, self.port = match.group(1), int(match.group(2))
-
-    def get(self, path: str) -> tuple[int, bytes, http.client.HTTPResponse]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read(), response
-
-    def stop(self, signum: int = signal.SIGINT) -> tuple[int, str]:
-        self.proc.send_signal(signum)
-        _, err = self.proc.communicate(timeout=10)
-        return self.proc.returncode, err
-
-
 @pytest.fixture
-def demo() -> Iterator[Process]:
-    process = Process()
+def demo() -> Iterator[ReactorProcess]:
+    process = ReactorProcess()
     yield process
-    if process.proc.poll() is None:
-        process.proc.kill()
-        process.proc.wait()
+    process.kill()
 
 
-def test_demo_serves_a_page_and_json_then_stops_cleanly_on_sigint(demo: Process) -> None:
+def test_demo_serves_a_page_and_json_then_stops_cleanly_on_sigint(demo: ReactorProcess) -> None:
     status, body, response = demo.get("/")
     assert status == 200
     assert response.getheader("Content-Type") == "text/html; charset=utf-8"
@@ -65,14 +36,14 @@ def test_demo_serves_a_page_and_json_then_stops_cleanly_on_sigint(demo: Process)
     assert "shutting down" in err
 
 
-def test_sigterm_stops_cleanly(demo: Process) -> None:
+def test_sigterm_stops_cleanly(demo: ReactorProcess) -> None:
     assert demo.get("/api/time")[0] == 200
     code, _ = demo.stop(signal.SIGTERM)
     assert code == 0
 
 
 def test_app_flag_and_no_access_log() -> None:
-    process = Process("--app", "loadtests.hello:app", "--no-access-log")
+    process = ReactorProcess("--app", "loadtests.hello:app", "--no-access-log")
     try:
         status, body, response = process.get("/")
         assert (status, body) == (200, b"Hello, World!")
@@ -81,8 +52,7 @@ def test_app_flag_and_no_access_log() -> None:
         assert code == 0
         assert "GET / HTTP/1.1" not in err
     finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
+        process.kill()
 
 
 def test_console_script_and_bad_app() -> None:
@@ -98,7 +68,7 @@ def test_console_script_and_bad_app() -> None:
     assert "cannot import 'no.such.module'" in result.stderr
 
 
-def test_port_in_use_is_a_clear_error(demo: Process) -> None:
+def test_port_in_use_is_a_clear_error(demo: ReactorProcess) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "reactor", "--port", str(demo.port)],
         cwd=ROOT,

@@ -25,6 +25,9 @@ from typing import Any
 
 import pytest
 
+from loadtests.serverproc import stop
+from tests.conftest import CHROMIUM_FLAGS
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,13 +39,7 @@ pytestmark = pytest.mark.skipif(
 
 def _stop(proc: subprocess.Popen[Any], group: bool = False) -> None:
     """SIGTERM ``proc`` (and, with ``group``, the process group it leads), then SIGKILL if need be."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop(proc)
     if group:
         # Chromium's helpers (zygote, renderer, GPU) are in the session we started it in.
         try:
@@ -121,14 +118,7 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
         browser = subprocess.Popen(
             [
                 CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *CHROMIUM_FLAGS,
                 "--window-size=1000,700",
                 f"--user-data-dir={profile}",
                 "--remote-debugging-port=0",

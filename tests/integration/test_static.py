@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from reactor import App, StaticFiles
-from tests.conftest import Parsed, Running, connect, exchange, parse_responses, recv_response
+from tests.conftest import Parsed, ReactorProcess, Running, connect, exchange, parse_responses, recv_response
 
 Serve = Callable[..., Running]
 ROOT_DIR = Path(__file__).resolve().parents[2]
@@ -627,20 +627,9 @@ def test_multipart_ranges_stream_as_the_socket_drains(site: Running, tree: Path)
 # -- the command line: --static, and a flat RSS while sending ------------------------------------
 
 
-class StaticProcess:
+class StaticProcess(ReactorProcess):
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "--port", "0", "--no-access-log", *args],
-            cwd=ROOT_DIR,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"http://([\d.]+):(\d+)/", line)
-        assert match, f"no address printed: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}"
-        self.host, self.port = match.group(1), int(match.group(2))
+        super().__init__("--no-access-log", *args)
 
     def memory(self, field: str) -> int:
         """A VmRSS/VmHWM figure of the server process, in KiB."""
@@ -650,19 +639,12 @@ class StaticProcess:
                     return int(line.split()[1])
         raise AssertionError(f"no {field}")
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.communicate(timeout=10)
-        return self.proc.returncode
-
 
 @pytest.fixture
 def cli(tree: Path) -> Iterator[StaticProcess]:
     process = StaticProcess("--static", str(tree))
     yield process
-    if process.proc.poll() is None:
-        process.proc.kill()
-        process.proc.wait()
+    process.kill()
 
 
 def download(host: str, port: int, target: str) -> int:
@@ -702,7 +684,7 @@ def test_static_flag_serves_a_directory_at_the_root(cli: StaticProcess) -> None:
     response = conn.getresponse()
     assert response.status == 404 and SECRET not in response.read()
     conn.close()
-    assert cli.stop() == 0
+    assert cli.stop(signal.SIGTERM)[0] == 0
 
 
 def test_static_flag_refuses_a_missing_directory_and_app_with_static(tmp_path: Path) -> None:

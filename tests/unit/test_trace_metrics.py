@@ -10,7 +10,6 @@ import http.client
 import json
 import logging
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtests.serverproc import stop
 from reactor import App, Request
 from reactor.live import mount
 from tests.conftest import Running, exchange, read_until_close, recv_response
@@ -102,12 +102,7 @@ def test_trace_shows_every_move_of_one_connection(tmp_path: Path) -> None:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             assert read_until_close(sock).endswith(b"Hello, World!")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)  # SIGTERM first
     trace = log_path.read_text()
     assert proc.returncode == 0, trace  # SIGTERM is a graceful shutdown
 
