@@ -1,0 +1,1 @@
+"""Peer servers that ``loadtests/bench.py`` measures reactor against."""
