@@ -7,7 +7,7 @@ with every timeout set to ``--timeout`` seconds (or targets ``--target
 127.0.0.1:PORT``, a server you started with matching timeouts), then runs each
 scenario in turn, each bounded in clients and seconds:
 
-slowloris       sends a request head one byte at a time, forever
+slowloris       sends a request head one byte at a time (--rate a second), forever
 slow-reader     asks for a large response and never reads it
 half-open       sends half a head, then shuts its sending side
 idle            connects and sends nothing (a browser's preconnect)
@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -134,13 +135,14 @@ def judge(outcome: Outcome, expected_s: float, statuses: set[bytes] | None) -> O
     return outcome
 
 
-def slowloris(address: tuple[str, int], clients: int, timeout_s: float) -> Outcome:
+def slowloris(address: tuple[str, int], clients: int, timeout_s: float, rate: float = 20.0) -> Outcome:
     socks = [socket.create_connection(address, timeout=2) for _ in range(clients)]
     head = GET[:-2] + b"X-Padding: " + b"a" * 10_000
     sent = [0] * clients
 
     def trickle(elapsed: float) -> None:
-        due = int(elapsed * 20)  # 20 bytes a second per client: never a whole head
+        # ``rate`` bytes a second per client, the first at once: never a whole head.
+        due = 1 + int(elapsed * rate)
         for i, sock in enumerate(socks):
             while sent[i] < due and sent[i] < len(head):
                 try:
@@ -228,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", help="127.0.0.1:PORT of a running server (default: start one)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--quick", action="store_true", help="10 clients, 1 s timeouts (a CI smoke)")
+    parser.add_argument("--rate", type=float, default=20.0, help="slowloris bytes per second (default 20)")
     args = parser.parse_args(argv)
+    scenarios = {**SCENARIOS, "slowloris": partial(slowloris, rate=max(0.1, args.rate))}
     if args.quick:
         args.clients, args.timeout = 10, 1.0
     clients = max(1, min(args.clients, 2000))
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     try:
         for name in args.scenarios.split(","):
-            outcome = SCENARIOS[name](address, clients, args.timeout)
+            outcome = scenarios[name](address, clients, args.timeout)
             failed += not outcome.ok
             print(f"{'PASS' if outcome.ok else 'FAIL'} {name:12} {outcome.verdict}", flush=True)
     finally:
