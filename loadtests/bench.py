@@ -1100,15 +1100,7 @@ def run_static(args: argparse.Namespace, env: Env, temp_dir: Path) -> dict[str, 
             temp_dir / "static-reactor.log",
             cwd=env.src,
         )
-        port = free_port()
-        conf = nginx_dir / "nginx.conf"
-        conf.write_text(bench_static.NGINX_CONF.format(tmp=nginx_dir, host=HOST, port=port, root=root))
-        servers["nginx"] = bench_static.Server(
-            "nginx",
-            ["nginx", "-c", str(conf), "-p", f"{nginx_dir}/", "-e", str(nginx_dir / "error.log")],
-            port,
-            temp_dir / "static-nginx.log",
-        )
+        servers["nginx"] = bench_static.start_nginx(nginx_dir, root, temp_dir / "static-nginx.log")
         for server in servers.values():
             server.check(size, head)
             bench_static.wrk(server.url, WARMUP_S, STATIC_CONNECTIONS, script)

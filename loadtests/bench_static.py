@@ -183,6 +183,15 @@ class Server:
         self._log_file.close()
 
 
+def start_nginx(conf_dir: Path, root: Path, log: Path) -> Server:
+    """nginx-light serving ``root`` on a free loopback port, its config and pid in ``conf_dir``."""
+    port = free_port()
+    conf = conf_dir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=conf_dir, host=HOST, port=port, root=root))
+    command = ["nginx", "-c", str(conf), "-p", f"{conf_dir}/", "-e", str(conf_dir / "error.log")]
+    return Server("nginx", command, port, log)
+
+
 def wrk(url: str, duration: float, connections: int, script: Path) -> dict[str, Any]:
     argv = [
         "taskset",
@@ -324,15 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 tmp / "reactor.log",
                 cwd=ROOT,
             )
-            port = free_port()
-            conf = nginx_dir / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(tmp=nginx_dir, host=HOST, port=port, root=root))
-            servers["nginx"] = Server(
-                "nginx",
-                ["nginx", "-c", str(conf), "-p", f"{nginx_dir}/", "-e", str(nginx_dir / "error.log")],
-                port,
-                tmp / "nginx.log",
-            )
+            servers["nginx"] = start_nginx(nginx_dir, root, tmp / "nginx.log")
             for server in servers.values():
                 server.check(size, head)
                 wrk(server.url, WARMUP_S, args.connections, script)  # warm up
