@@ -1120,14 +1120,7 @@ def run_static(args: argparse.Namespace, env: Env, temp_dir: Path) -> dict[str, 
     finally:
         for server in servers.values():
             server.stop()
-    medians: dict[str, dict[str, float]] = {}
-    for name in ("reactor", "nginx"):
-        mine = [run for run in runs if run["server"] == name]
-        medians[name] = {
-            key: statistics.median(run[key] for run in mine)
-            for key in ("throughput_gib_s", "cpu_s_per_gib", "cpu_utilisation", "client_cpu_utilisation")
-        }
-        medians[name]["requests_per_s"] = statistics.median(run["requests"] / run["seconds"] for run in mine)
+    medians = bench_static.median_runs(runs)
     return {
         "size_bytes": size,
         "connections": STATIC_CONNECTIONS,
@@ -1136,10 +1129,7 @@ def run_static(args: argparse.Namespace, env: Env, temp_dir: Path) -> dict[str, 
         "nginx_conf": bench_static.NGINX_CONF,
         "runs": runs,
         "medians": medians,
-        "ratios": {
-            "throughput": medians["reactor"]["throughput_gib_s"] / medians["nginx"]["throughput_gib_s"],
-            "cpu_per_gib": medians["reactor"]["cpu_s_per_gib"] / medians["nginx"]["cpu_s_per_gib"],
-        },
+        "ratios": bench_static.static_ratios(medians),
     }
 
 

@@ -192,6 +192,27 @@ def start_nginx(conf_dir: Path, root: Path, log: Path) -> Server:
     return Server("nginx", command, port, log)
 
 
+def median_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each server's median figures over its rounds."""
+    medians: dict[str, dict[str, float]] = {}
+    for name in ("reactor", "nginx"):
+        mine = [run for run in runs if run["server"] == name]
+        medians[name] = {
+            key: statistics.median(run[key] for run in mine)
+            for key in ("throughput_gib_s", "cpu_s_per_gib", "cpu_utilisation", "client_cpu_utilisation")
+        }
+        medians[name]["requests_per_s"] = statistics.median(run["requests"] / run["seconds"] for run in mine)
+    return medians
+
+
+def static_ratios(medians: dict[str, dict[str, float]]) -> dict[str, float]:
+    """reactor over nginx: throughput, and CPU seconds per GiB."""
+    return {
+        "throughput": medians["reactor"]["throughput_gib_s"] / medians["nginx"]["throughput_gib_s"],
+        "cpu_per_gib": medians["reactor"]["cpu_s_per_gib"] / medians["nginx"]["cpu_s_per_gib"],
+    }
+
+
 def wrk(url: str, duration: float, connections: int, script: Path) -> dict[str, Any]:
     argv = [
         "taskset",
@@ -353,20 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers.values():
                 server.stop()
 
-    medians: dict[str, dict[str, float]] = {}
-    for name in ("reactor", "nginx"):
-        mine = [run for run in runs if run["server"] == name]
-        medians[name] = {
-            "throughput_gib_s": statistics.median(run["throughput_gib_s"] for run in mine),
-            "cpu_s_per_gib": statistics.median(run["cpu_s_per_gib"] for run in mine),
-            "cpu_utilisation": statistics.median(run["cpu_utilisation"] for run in mine),
-            "requests_per_s": statistics.median(run["requests"] / run["seconds"] for run in mine),
-            "client_cpu_utilisation": statistics.median(run["client_cpu_utilisation"] for run in mine),
-        }
-    ratios = {
-        "throughput": medians["reactor"]["throughput_gib_s"] / medians["nginx"]["throughput_gib_s"],
-        "cpu_per_gib": medians["reactor"]["cpu_s_per_gib"] / medians["nginx"]["cpu_s_per_gib"],
-    }
+    medians = median_runs(runs)
+    ratios = static_ratios(medians)
     report = table(medians, ratios)
     print()
     print(
