@@ -117,43 +117,55 @@ class Server:
         self.advance(conn)
 
     def advance(self, conn: Connection) -> None:
-        """Parse what the buffer holds: start a head's deadline, answer a whole head."""
-        if conn.state is State.IDLE and conn.buffer:
-            conn.move("data")
-            self.arm(conn, HEAD_TIMEOUT_S)
-        if conn.state is not State.READING_HEADERS:
-            return
-        end = conn.buffer.find(b"\r\n\r\n", conn.searched)
-        if end < 0:
-            conn.searched = max(0, len(conn.buffer) - 3)  # never search the same bytes twice
-            return
-        head = bytes(conn.buffer[:end])
-        del conn.buffer[: end + 4]  # pipelined bytes after it wait their turn
-        conn.searched = 0
-        conn.move("head")
-        conn.out, conn.keep_alive = respond(head)
-        self.arm(conn, WRITE_TIMEOUT_S)
-        self.selector.modify(conn.sock, selectors.EVENT_WRITE, conn)  # no reading while writing
-        self.write(conn)
+        """Answer every whole head in the buffer, one at a time, while responses go out at once."""
+        while True:
+            if conn.state is State.IDLE and conn.buffer:
+                conn.move("data")
+                self.arm(conn, HEAD_TIMEOUT_S)
+            if conn.state is not State.READING_HEADERS:
+                return
+            end = conn.buffer.find(b"\r\n\r\n", conn.searched)
+            if end < 0:
+                conn.searched = max(0, len(conn.buffer) - 3)  # never search the same bytes twice
+                return
+            head = bytes(conn.buffer[:end])
+            del conn.buffer[: end + 4]  # pipelined bytes after it wait their turn
+            conn.searched = 0
+            conn.move("head")
+            conn.out, conn.keep_alive = respond(head)
+            self.arm(conn, WRITE_TIMEOUT_S)
+            if not self.flush(conn):
+                if conn.state is not State.CLOSED:
+                    # The socket took part of it: watch for writing only, so that
+                    # no further request is read before this response is out.
+                    self.selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+                return
 
     def write(self, conn: Connection) -> None:
+        """The socket is writable again: send more, and go back to reading when done."""
+        if self.flush(conn) and conn.state is State.IDLE:
+            self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            self.advance(conn)  # a pipelined request may already be in the buffer
+
+    def flush(self, conn: Connection) -> bool:
+        """Send what the socket takes; True once the response is out (the connection is then
+        IDLE, or CLOSED if it was not to be kept alive)."""
         try:
             sent = conn.sock.send(conn.out)
         except BlockingIOError:
-            return
+            return False
         except ConnectionError:
             self.close(conn)
-            return
+            return False
         conn.out = conn.out[sent:]
         if conn.out:
-            return  # the rest when the socket is writable again
-        if not conn.keep_alive:
+            return False  # the rest when the socket is writable again
+        if conn.keep_alive:
+            conn.move("sent, keep-alive")
+            self.arm(conn, IDLE_TIMEOUT_S)
+        else:
             self.close(conn)
-            return
-        conn.move("sent, keep-alive")
-        self.arm(conn, IDLE_TIMEOUT_S)
-        self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
-        self.advance(conn)  # a pipelined request may already be in the buffer
+        return True
 
     def expire(self, conn: Connection) -> None:
         if conn.state is State.READING_HEADERS:

@@ -206,6 +206,10 @@ def test_step8_holds_idle_connections_in_one_thread_but_buffers_any_head(tmp_pat
             for sock in socks:
                 sock.close()
         assert clients.twice(step.port, "/hello.txt") == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+        # Pipelined: 3000 requests in one send are answered in order, the last one closing.
+        pipelined = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n" * 2999 + _request("/hello.txt")
+        answers = clients.raw(step.port, pipelined, timeout=20)
+        assert answers.count(b"HTTP/1.1 200 OK\r\n") == 3000 and answers.endswith(HELLO)
         assert _status(clients.raw(step.port, _request(TRAVERSAL))) == b"HTTP/1.1 404 Not Found"
         assert clients.header(step.port, 10_000)[1] == b"HTTP/1.1 400 Bad Request"
         seconds, answer = clients.slowloris(step.port, limit_s=8.0)
