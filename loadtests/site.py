@@ -9,7 +9,7 @@
 ``GET /files/{name}``      an in-memory file (:data:`FILES`) with ``ETag``:
                            ``If-None-Match`` gives 304, one ``Range: bytes=``
                            range gives 206 (or 416), honouring ``If-Range``
-``GET /stream``            :data:`STREAM_BODY`, 256 KiB of octets
+``GET /stream``            :data:`STREAM_BODY`, 256 KiB of octets in one body
 =========================  ==========================================================
 
 Any other path is the router's 404. Handlers run on the server's one thread,
@@ -216,7 +216,8 @@ def download(request: Request) -> Response:
 
 @app.route("/stream")
 def stream(request: Request) -> Response:
-    # Sent as one bytes body, because handlers cannot stream yet. When a handler
-    # may return an iterator of bytes, this route returns the 16 chunks one by
-    # one and the server streams them.
+    # One bytes body with a Content-Length, so that the scenario measures a large
+    # body and nothing else. A handler can stream instead: returning an iterator
+    # of the 16 chunks would send them chunked, pulled as the client reads (see
+    # docs/streaming.md); the locustfile checks the bytes, not the framing.
     return Response(STREAM_BODY, content_type="application/octet-stream")

@@ -10,21 +10,32 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, live
 from .app import App
 from .http.request import Request
 from .http.response import Response
-from .streams import Broadcast, EventStream
+from .streams import Broadcast, EventStream, format_event
 
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["SITE", "Demo", "make_demo"]
+__all__ = ["CHAT_HISTORY_BYTES", "CHAT_HISTORY_MESSAGES", "SITE", "Demo", "make_demo"]
 
 #: The demo site: HTML, CSS, JavaScript and an image, packaged with reactor.
 SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")
+
+#: The chat history replayed after ``Last-Event-ID`` holds at most this many
+#: messages...
+CHAT_HISTORY_MESSAGES = 100
+#: ...and at most this many bytes of event frames, whichever bound is hit first:
+#: a hundred large messages must not pin megabytes.
+CHAT_HISTORY_BYTES = 64 << 10
+#: An event id is the decimal message number: longer ``Last-Event-ID`` values
+#: are bogus and get the whole history, as unparsable ones do.
+_MAX_ID_DIGITS = 20
 
 
 class Demo(App):
@@ -38,6 +49,9 @@ class Demo(App):
         self.clock = Broadcast()
         self.chat = Broadcast()
         self._chat_id = 0
+        # (id, event frame) of the last messages, oldest first; see CHAT_HISTORY_*.
+        self._chat_history: deque[tuple[int, bytes]] = deque()
+        self._chat_history_bytes = 0
         self.add_route("/api/info", self.info)
         self.add_route("/api/time", self.now)
         self.add_route("/api/echo", self.echo, methods=["POST"])
@@ -89,14 +103,45 @@ class Demo(App):
         self.clock.send_event(time.strftime("%H:%M:%S", time.gmtime(now)), event="time", id=str(int(now)))
 
     def chat_events(self, request: Request) -> EventStream:
-        """Every message posted to ``POST /chat``; resumes after ``Last-Event-ID``."""
-        return self.chat.add(EventStream())
+        """Every message posted to ``POST /chat``; resumes after ``Last-Event-ID``.
+
+        A client that sends ``Last-Event-ID: N`` first gets the kept messages
+        whose id is above ``N``; an id that is not a message number, or one
+        newer than the last message (from before a restart), gets all of them.
+        """
+        stream = EventStream()
+        last = request.headers.get("last-event-id")
+        if last is not None:
+            after = self._chat_resume_point(last)
+            for message_id, frame in self._chat_history:
+                if message_id > after:
+                    stream.send(frame)  # queued until the response starts
+        return self.chat.add(stream)
+
+    def _chat_resume_point(self, last_event_id: str) -> int:
+        """The id to replay after: ``Last-Event-ID`` if it names a message, else 0 (all)."""
+        value = last_event_id.strip()
+        if not (value.isascii() and value.isdigit() and len(value) <= _MAX_ID_DIGITS):
+            return 0
+        after = int(value)
+        return after if after <= self._chat_id else 0
 
     def chat_post(self, request: Request) -> dict[str, Any]:
         self._chat_id += 1
         text = request.body.decode("utf-8", "replace")
-        delivered = self.chat.send_event(text, event="message", id=str(self._chat_id))
+        frame = format_event(text, event="message", id=str(self._chat_id))
+        self._remember(self._chat_id, frame)
+        delivered = self.chat.send(frame)
         return {"id": self._chat_id, "delivered": delivered}
+
+    def _remember(self, message_id: int, frame: bytes) -> None:
+        """Keep ``frame`` in the history, dropping the oldest past either bound."""
+        history = self._chat_history
+        history.append((message_id, frame))
+        self._chat_history_bytes += len(frame)
+        while len(history) > CHAT_HISTORY_MESSAGES or self._chat_history_bytes > CHAT_HISTORY_BYTES:
+            _, dropped = history.popleft()
+            self._chat_history_bytes -= len(dropped)
 
 
 def make_demo() -> Demo:

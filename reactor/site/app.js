@@ -16,18 +16,29 @@ function setStatus(state) {
   status.textContent = state;
 }
 
+// The states in the order a connection goes through them, named as the live
+// view (/_reactor/) and reactor.connection.State name them: /api/info counts
+// them by enum name ("READING_HEADERS"), shown as the enum value ("reading headers").
+const STATES = ["IDLE", "READING_HEADERS", "READING_BODY", "WRITING"];
+
+function stateLabel(name) {
+  return name.toLowerCase().replaceAll("_", " ");
+}
+
 function showStates(connections) {
   const list = $("states");
   list.replaceChildren();
-  const names = Object.keys(connections || {}).sort();
+  const counts = connections || {};
+  const names = Object.keys(counts);
   if (!names.length) {
     const item = document.createElement("li");
     item.textContent = "none";
     list.append(item);
   }
-  for (const name of names) {
+  const order = (name) => (STATES.includes(name) ? STATES.indexOf(name) : STATES.length);
+  for (const name of names.sort((a, b) => order(a) - order(b) || a.localeCompare(b))) {
     const item = document.createElement("li");
-    item.textContent = name + ": " + connections[name];
+    item.textContent = stateLabel(name) + ": " + counts[name];
     list.append(item);
   }
 }
