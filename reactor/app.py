@@ -74,6 +74,8 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 # list) on every path.
 _ALWAYS_KNOWN = frozenset(("GET", "HEAD", "OPTIONS"))
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
 
 class _Route:
     __slots__ = ("path", "pattern", "handlers")
@@ -241,7 +243,7 @@ class App:
             return _error_response(request, exc)
 
     def respond_early(self, request: Request) -> Response | None:
-        """For ``Expect: 100-continue``: the 404 or 405 that makes the body moot."""
+        """For ``Expect: 100-continue``: the 404, 405 or 501 that makes the body moot."""
         selected = self._select(request)
         return selected if isinstance(selected, Response) else None
 
@@ -275,9 +277,6 @@ def _error_response(request: Request, error: HTTPError) -> Response:
             escape(error.detail, 200),
         )
     return response
-
-
-_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
 def to_response(result: Any) -> Response:

@@ -39,7 +39,13 @@ def _status_lines() -> dict[int, bytes]:
 
 
 _STATUS_LINES = _status_lines()
-_valid_names: set[str] = set()  # names already checked: most repeat
+# Names and short values already checked: most repeat (``Content-Type:
+# text/plain; charset=utf-8``), and a set look-up (the hash of a str is kept in
+# the str) costs less than scanning it again. Bounded: at most 1024 of each, and
+# only values of up to 64 characters.
+_valid_names: set[str] = set()
+_valid_values: set[str] = set()
+_CACHED_VALUE_CHARS = 64
 
 
 class FileBody:
@@ -76,12 +82,22 @@ class FileBody:
 _BAD_TEXT_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 
 
+def _check_value(name: str, value: str) -> None:
+    """Refuse a header value that would corrupt the framing (callers look in
+    ``_valid_values`` first), and remember a short one that passes."""
+    if not (value.__class__ is str and value.isascii() and value.isprintable()):
+        _check_text(f"value of header {name!r}", value)
+    if len(value) <= _CACHED_VALUE_CHARS and len(_valid_values) < 1024 and value.__class__ is str:
+        _valid_values.add(value)
+
+
 def _check_text(what: str, text: str) -> None:
     """Refuse a header value or reason phrase that would corrupt the framing.
 
     Callers try ``text.isascii() and text.isprintable()`` first: two C loops,
-    cheaper than a regex search, and true for nearly every value; only a
-    value with HTAB, obs-text or a control character gets here.
+    cheaper than a regex search, and true for nearly every value (a control
+    character is never printable); only a value with HTAB, obs-text, a
+    control character or a character above U+007F gets here.
     """
     if not isinstance(text, str):
         raise LocalProtocolError(f"{what} is a {type(text).__name__}, not a str")
@@ -158,20 +174,26 @@ class Response:
                 _check_body(body)
         self.body: Body = body
         if headers is None:
-            fields: list[tuple[str, str]] = []
-        elif isinstance(headers, dict):
-            fields = list(headers.items())
+            # The common case (Response.text and friends): no list to copy or
+            # walk, and the name is known to be good.
+            if content_type is None:
+                self.headers: list[tuple[str, str]] = []
+            else:
+                if content_type.__class__ is not str or content_type not in _valid_values:
+                    _check_value("Content-Type", content_type)
+                self.headers = [("Content-Type", content_type)]
         else:
-            fields = list(headers)
-        if content_type is not None:
-            fields.append(("Content-Type", content_type))
-        valid_names = _valid_names
-        for name, value in fields:
-            if name not in valid_names:
-                _check_name(name)
-            if not (value.__class__ is str and value.isascii() and value.isprintable()):
-                _check_text(f"value of header {name!r}", value)
-        self.headers = fields
+            fields = list(headers.items()) if isinstance(headers, dict) else list(headers)
+            if content_type is not None:
+                fields.append(("Content-Type", content_type))
+            valid_names = _valid_names
+            valid_values = _valid_values
+            for name, value in fields:
+                if name not in valid_names:
+                    _check_name(name)
+                if value.__class__ is not str or value not in valid_values:
+                    _check_value(name, value)
+            self.headers = fields
         if reason is not None and not (reason.__class__ is str and reason.isascii() and reason.isprintable()):
             _check_text("reason phrase", reason)
         self.reason = reason
@@ -289,11 +311,12 @@ def encode_head(
         status_line = _status_line(response.status, response.reason)
     fields = []
     valid_names = _valid_names
+    valid_values = _valid_values
     for name, value in response.headers:
         if name not in valid_names:
             _check_name(name)
-        if not (value.__class__ is str and value.isascii() and value.isprintable()):
-            _check_text(f"value of header {name!r}", value)
+        if value.__class__ is not str or value not in valid_values:
+            _check_value(name, value)
         fields.append(f"{name}: {value}\r\n")
     if content_length is not None:
         fields.append(f"Content-Length: {content_length}\r\n")

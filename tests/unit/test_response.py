@@ -146,3 +146,15 @@ def test_redirect_and_json_helpers() -> None:
     redirect = Response.redirect("/there")
     assert (redirect.status, redirect.get_header("location")) == (303, "/there")
     assert Response.json([1, 2]).body == b"[1,2]"
+
+
+def test_the_cache_of_checked_values_is_bounded() -> None:
+    from reactor.http import response as module
+
+    for i in range(3000):
+        Response(headers=[("ETag", f'"{i}"'), ("X-Long", f"{i}" + "v" * 100)])
+    assert len(module._valid_values) <= 1024
+    assert not [value for value in module._valid_values if len(value) > 64]
+    # A value in the cache is still refused in a name the server owns.
+    with pytest.raises(LocalProtocolError, match="set by the server"):
+        Response(headers=[("Server", '"1"')])
