@@ -3,7 +3,7 @@
 from .app import App, to_response
 from .config import Config
 from .connection import Connection, State
-from .http.errors import ProtocolError
+from .http.errors import HTTPError, ProtocolError
 from .http.request import Headers, Request
 from .http.response import FileBody, Response
 from .loop import Loop, Timer
@@ -20,6 +20,7 @@ __all__ = [
     "Connection",
     "EventStream",
     "FileBody",
+    "HTTPError",
     "Headers",
     "Loop",
     "ProtocolError",

@@ -18,9 +18,15 @@ a PushStream   a long-lived body written to later; an ``EventStream``
 Paths are matched exactly (a dictionary look-up) or by pattern: ``{name}``
 matches one path segment, ``{name:path}`` the rest of the path, and the values
 land in ``request.params``. A path that matches with the wrong method gets 405
-with ``Allow``; one that matches nothing gets 404. ``HEAD`` is answered by the
+with ``Allow``; one that matches nothing gets 404; a method that no route of
+the app knows gets 501 (see :meth:`App.knows`). ``HEAD`` is answered by the
 ``GET`` handler (the connection sends the headers alone), and ``OPTIONS`` gets
 the ``Allow`` list unless a handler is registered for it.
+
+A handler that raises :class:`~reactor.http.errors.HTTPError` answers with its
+status, a one-line text body and its headers (``raise HTTPError(404, "no such
+item")``); :meth:`Request.json <reactor.http.request.Request.json>` raises one
+(400) for a body that is not JSON.
 
 :meth:`App.static` mounts a directory of files (:class:`reactor.static.StaticFiles`)
 under a prefix. Exact paths are looked up before patterns, and patterns are
@@ -30,14 +36,18 @@ what no other route takes.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .http.errors import HTTPError
 from .http.request import Request
 from .http.response import Response
+from .log import error_log, escape
 from .static import StaticFiles
 from .streams import EventStream, PushStream
 
@@ -57,6 +67,14 @@ _EVENT_STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "n
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
+
+# Methods every app knows, whatever its routes: RFC 9110 §9.1 requires a
+# general-purpose server to support GET and HEAD, so on a path without them
+# they are 405, never 501; OPTIONS is answered by the app itself (the Allow
+# list) on every path.
+_ALWAYS_KNOWN = frozenset(("GET", "HEAD", "OPTIONS"))
+
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
 class _Route:
@@ -98,6 +116,7 @@ class App:
     def __init__(self) -> None:
         self._exact: dict[str, _Route] = {}
         self._patterns: list[_Route] = []
+        self._methods: set[str] = set()  # every method some route registers
         self._attach_hooks: list[Callable[[Server], object]] = []
 
     def attach(self, server: Server) -> None:
@@ -131,6 +150,19 @@ class App:
             if method in route.handlers:
                 raise ValueError(f"{method} {path} already has a handler")
             route.handlers[method] = handler
+            self._methods.add(method)
+
+    def knows(self, method: str) -> bool:
+        """Whether some route of this app (a static mount included) takes ``method``.
+
+        A method no route knows is answered 501 Not Implemented on every path
+        (RFC 9110 §9.1 and §15.6.2: the server does not support it for any
+        resource); a known one on a path that does not take it is 405 with
+        ``Allow``. GET, HEAD and OPTIONS are always known (see
+        ``_ALWAYS_KNOWN``). Routes added later, by a mounted tool on
+        :meth:`attach` say, count from then on.
+        """
+        return method in self._methods or method in _ALWAYS_KNOWN
 
     def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[H], H]:
         """Decorator form of :meth:`add_route`."""
@@ -169,23 +201,27 @@ class App:
     def _select(self, request: Request) -> Handler | Response:
         """The handler for ``request``, or the response that refuses it."""
         if request.path == "*":
-            methods = {m for route in self._exact.values() for m in route.handlers}
-            methods |= {m for route in self._patterns for m in route.handlers}
-            methods |= {"OPTIONS", "HEAD"} if "GET" in methods else {"OPTIONS"}
+            methods = self._methods | ({"OPTIONS", "HEAD"} if "GET" in self._methods else {"OPTIONS"})
             return Response(b"", 204, headers=[("Allow", ", ".join(sorted(methods)))])
         route = self._exact.get(request.path)
         params: Mapping[str, str] = _NO_PARAMS
         if route is None:
             route, params = self._match(request)
-        if route is None:
-            return Response.text("404 Not Found\n", 404)
         method = request.method
+        # The 501 check runs only on the way to a refusal: a request that
+        # finds its handler never pays for it.
+        if route is None:
+            if not self.knows(method):
+                return Response.text("501 Not Implemented\n", 501)
+            return Response.text("404 Not Found\n", 404)
         handler = route.handlers.get(method)
         if handler is None and method == "HEAD":
             handler = route.handlers.get("GET")
         if handler is None:
             if method == "OPTIONS":
                 return Response(b"", 204, headers=[("Allow", route.allow())])
+            if not self.knows(method):
+                return Response.text("501 Not Implemented\n", 501)
             return Response.text("405 Method Not Allowed\n", 405, headers=[("Allow", route.allow())])
         request.params = params
         request.route = route.path
@@ -194,20 +230,53 @@ class App:
     def handle(self, request: Request) -> Response:
         """Route ``request`` and turn the handler's result into a response.
 
-        An exception from the handler propagates: the connection answers 500.
+        An :class:`~reactor.http.errors.HTTPError` from the handler becomes
+        its response. Any other exception propagates: the connection answers
+        500 and logs the traceback.
         """
         selected = self._select(request)
         if isinstance(selected, Response):
             return selected
-        return to_response(selected(request))
+        try:
+            return to_response(selected(request))
+        except HTTPError as exc:
+            return _error_response(request, exc)
 
     def respond_early(self, request: Request) -> Response | None:
-        """For ``Expect: 100-continue``: the 404 or 405 that makes the body moot."""
+        """For ``Expect: 100-continue``: the 404, 405 or 501 that makes the body moot."""
         selected = self._select(request)
         return selected if isinstance(selected, Response) else None
 
     def __call__(self, request: Request) -> Response:
         return self.handle(request)
+
+
+def _error_response(request: Request, error: HTTPError) -> Response:
+    """The answer to a handler's :class:`HTTPError`, logged on one line.
+
+    An HTTPError is an answer the handler chose, not a crash: no traceback.
+    A 5xx is logged at INFO (the server could not do something), a 4xx at
+    DEBUG (the client asked for something it cannot have; the access log has
+    the status anyway).
+    """
+    status = error.status
+    phrase = _PHRASES.get(status, "Error")
+    text = f"{status} {phrase}: {error.detail}\n" if error.detail else f"{status} {phrase}\n"
+    # A bad header here (a CR in a WWW-Authenticate built from input, say)
+    # raises LocalProtocolError: the connection answers 500 and logs it, with
+    # this HTTPError as its context, so the traceback shows the raise.
+    response = Response.text(text, status, headers=error.headers)
+    level = logging.INFO if status >= 500 else logging.DEBUG
+    if error_log.isEnabledFor(level):
+        error_log.log(
+            level,
+            "%d from handler for %s %s: %s",
+            status,
+            request.method,
+            escape(request.path),
+            escape(error.detail, 200),
+        )
+    return response
 
 
 def to_response(result: Any) -> Response:
@@ -216,8 +285,8 @@ def to_response(result: Any) -> Response:
         return result
     if isinstance(result, str):
         return Response(result.encode(), 200, content_type="text/plain; charset=utf-8")
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        return Response(bytes(result), 200, content_type="application/octet-stream")
+    if isinstance(result, bytes):
+        return Response(result, 200, content_type="application/octet-stream")
     if isinstance(result, (dict, list)):
         return Response.json(result)
     if result is None:

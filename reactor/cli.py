@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,32 +23,86 @@ from .demo import make_demo
 from .log import configure
 from .server import Server
 
-__all__ = ["load_app", "main", "parse_args", "static_app"]
+__all__ = ["load_app", "main", "parse_args", "port_number", "positive_float", "positive_int", "static_app"]
+
+_CACHE_CONTROL = "no-cache"  # what --static sends unless --cache-control says otherwise
+
+# -- argument types ---------------------------------------------------------
+# Each refuses a bad value with ArgumentTypeError, which argparse prints as its
+# own one-line error (``reactor: error: argument --port: ...``) and exit
+# status 2: a bad flag is never a traceback, and never silently another value.
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 to 65535 (0: the kernel picks a free one)."""
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number above 0: a count or a size in bytes."""
+    value = _integer(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0: a time in seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number above 0")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
 
 # Flags that map one-to-one onto Config fields: (flag, field, type, help).
-_CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
-    ("--header-timeout", "header_timeout_s", float, "seconds to receive a request head"),
-    ("--body-timeout", "body_timeout_s", float, "longest gap between body reads, seconds"),
-    ("--keepalive-timeout", "keepalive_timeout_s", float, "idle seconds between requests"),
-    ("--write-timeout", "write_timeout_s", float, "seconds a write may make no progress"),
-    ("--shutdown-timeout", "shutdown_timeout_s", float, "seconds a graceful shutdown waits"),
-    ("--max-connections", "max_connections", int, "open connections at most"),
-    ("--max-request-line", "max_request_line_bytes", int, "request line bytes (414 above)"),
-    ("--max-header-line", "max_header_line_bytes", int, "one header line's bytes (431 above)"),
-    ("--max-head", "max_head_bytes", int, "whole request head bytes (431 above)"),
-    ("--max-headers", "max_header_count", int, "header fields per request (431 above)"),
-    ("--max-body", "max_body_bytes", int, "request body bytes (413 above)"),
-    ("--backlog", "backlog", int, "listen(2) backlog"),
-    ("--watchdog", "watchdog_threshold_s", float, "log handlers that block the loop longer, seconds"),
+# Every one is a positive number, checked by its type.
+_CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
+    ("--header-timeout", "header_timeout_s", positive_float, "seconds to receive a request head"),
+    ("--body-timeout", "body_timeout_s", positive_float, "longest gap between body reads, seconds"),
+    ("--keepalive-timeout", "keepalive_timeout_s", positive_float, "idle seconds between requests"),
+    ("--write-timeout", "write_timeout_s", positive_float, "seconds a write may make no progress"),
+    ("--shutdown-timeout", "shutdown_timeout_s", positive_float, "seconds a graceful shutdown waits"),
+    ("--max-connections", "max_connections", positive_int, "open connections at most"),
+    ("--max-request-line", "max_request_line_bytes", positive_int, "request line bytes (414 above)"),
+    ("--max-header-line", "max_header_line_bytes", positive_int, "one header line's bytes (431 above)"),
+    ("--max-head", "max_head_bytes", positive_int, "whole request head bytes (431 above)"),
+    ("--max-headers", "max_header_count", positive_int, "header fields per request (431 above)"),
+    ("--max-body", "max_body_bytes", positive_int, "request body bytes (413 above)"),
+    ("--backlog", "backlog", positive_int, "listen(2) backlog"),
+    (
+        "--watchdog",
+        "watchdog_threshold_s",
+        positive_float,
+        "log handlers that block the loop longer, seconds",
+    ),
 ]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse command-line flags."""
+def _parser() -> argparse.ArgumentParser:
     defaults = Config()
-    parser = argparse.ArgumentParser(prog="reactor", description="A one-thread selectors HTTP/1.1 server.")
+    parser = argparse.ArgumentParser(
+        prog="reactor",
+        description="A one-thread selectors HTTP/1.1 server.",
+        # Short, so that an error is the second line of two, not the last of sixteen.
+        usage="%(prog)s [--app MODULE:ATTRIBUTE | --static DIR] [--host HOST] [--port PORT] [flags]",
+    )
     parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=defaults.port, help="port; 0 picks a free one")
+    parser.add_argument(
+        "--port", type=port_number, default=defaults.port, help="port, 0 to 65535; 0 picks a free one"
+    )
     served = parser.add_mutually_exclusive_group()
     served.add_argument("--app", help="serve module:attribute, an App (default: the demo)")
     served.add_argument("--static", metavar="DIR", help="serve the files under DIR at / (and nothing else)")
@@ -56,9 +111,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--cache-control",
-        default="no-cache",
         metavar="VALUE",
-        help="with --static: the Cache-Control of files (default %(default)s; '' sends none)",
+        help=f"with --static: the Cache-Control of files (default {_CACHE_CONTROL}; '' sends none)",
     )
     parser.add_argument(
         "--log-level",
@@ -75,7 +129,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for flag, field, kind, text in _CONFIG_FLAGS:
         default = getattr(defaults, field)
         limits.add_argument(flag, dest=field, type=kind, default=default, help=f"{text} (default {default})")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse command-line flags; a bad one exits with argparse's error and status 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # Flags that only --static reads would otherwise be ignored without a word.
+    for flag, given in (("--listing", args.listing), ("--cache-control", args.cache_control is not None)):
+        if given and not args.static:
+            parser.error(f"argument {flag}: only with --static")
+    if args.cache_control is None:
+        args.cache_control = _CACHE_CONTROL
+    # Config checks what no single flag can (low-water under high-water, say).
+    try:
+        args.config = Config(
+            host=args.host,
+            port=args.port,
+            access_log=not args.no_access_log,
+            trace=args.trace,
+            **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def load_app(spec: str) -> App:
@@ -114,10 +192,7 @@ def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | No
     configure(args.log_level, access=not args.no_access_log, trace=args.trace)
     if args.trace:
         trace.enable()
-    limits = {field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS}
-    config = Config(
-        host=args.host, port=args.port, access_log=not args.no_access_log, trace=args.trace, **limits
-    )
+    config: Config = args.config
     if args.app:
         app = load_app(args.app)
     elif args.static:

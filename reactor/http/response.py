@@ -3,14 +3,20 @@
 The server owns the framing: it writes the status line (always ``HTTP/1.1``),
 ``Server``, ``Date``, ``Content-Length`` and ``Connection``. A handler supplies
 the status, its own header fields and the body. Anything a handler supplies is
-checked before a byte is written: a name that is not a token, or a value with
-CR, LF or NUL, raises :class:`~reactor.http.errors.LocalProtocolError`, so a
-handler that echoes user input into a header can never split the response.
+checked when the :class:`Response` is built, so the handler's own traceback
+points at the bad line: a header name that is not a token, a value or reason
+phrase with a control character other than HTAB (CR, LF, NUL, ESC, DEL, ...)
+or a character outside ISO-8859-1, or a status outside 100..999, raises
+:class:`~reactor.http.errors.LocalProtocolError`, so a handler that echoes user
+input into a header can never split the response; a body of the wrong type
+raises ``TypeError``. :func:`encode_head` checks the fields again (they may be
+changed after the response is built) before a byte is written.
 """
 
 from __future__ import annotations
 
 import json as _json
+import re
 import time
 from collections.abc import Iterable
 from email.utils import formatdate
@@ -26,6 +32,20 @@ SERVER = "reactor"
 
 # Fields the server writes itself; a handler's copy would contradict them.
 _FRAMING = frozenset(("content-length", "transfer-encoding", "connection", "date", "server"))
+
+
+def _status_lines() -> dict[int, bytes]:
+    return {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+
+_STATUS_LINES = _status_lines()
+# Names and short values already checked: most repeat (``Content-Type:
+# text/plain; charset=utf-8``), and a set look-up (the hash of a str is kept in
+# the str) costs less than scanning it again. Bounded: at most 1024 of each, and
+# only values of up to 64 characters.
+_valid_names: set[str] = set()
+_valid_values: set[str] = set()
+_CACHED_VALUE_CHARS = 64
 
 
 class FileBody:
@@ -55,6 +75,55 @@ class FileBody:
         return f"<FileBody {getattr(self.file, 'name', '?')!r} [{self.offset}:+{self.length}]>"
 
 
+# RFC 9110 §5.5 and RFC 9112 §4: a field value and a reason phrase are made of
+# HTAB, SP, VCHAR and obs-text (%x80-FF). One character class, searched once:
+# each character is tested once and nothing is retried, so linear time. Also
+# refuses what ISO-8859-1 cannot encode (above %xFF).
+_BAD_TEXT_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+
+
+def _check_value(name: str, value: str) -> None:
+    """Refuse a header value that would corrupt the framing (callers look in
+    ``_valid_values`` first), and remember a short one that passes."""
+    if not (value.__class__ is str and value.isascii() and value.isprintable()):
+        _check_text(f"value of header {name!r}", value)
+    if len(value) <= _CACHED_VALUE_CHARS and len(_valid_values) < 1024 and value.__class__ is str:
+        _valid_values.add(value)
+
+
+def _check_text(what: str, text: str) -> None:
+    """Refuse a header value or reason phrase that would corrupt the framing.
+
+    Callers try ``text.isascii() and text.isprintable()`` first: two C loops,
+    cheaper than a regex search, and true for nearly every value (a control
+    character is never printable); only a value with HTAB, obs-text, a
+    control character or a character above U+007F gets here.
+    """
+    if not isinstance(text, str):
+        raise LocalProtocolError(f"{what} is a {type(text).__name__}, not a str")
+    bad = _BAD_TEXT_CHAR.search(text)
+    if bad is not None:
+        kind = "a control character" if bad.group() <= "\x7f" else "a character outside ISO-8859-1"
+        raise LocalProtocolError(f"{kind} ({bad.group()!r}) in {what}: {shorten(text)}")
+
+
+def _check_body(body: object) -> None:
+    """Refuse a body that is none of the kinds the connection can send.
+
+    A push stream (:class:`reactor.streams.PushStream`, which this package
+    does not import) is known by its ``attach``. ``bytearray`` and
+    ``memoryview`` are refused although they are iterable: they iterate as
+    ints, and a buffer the handler still holds could change while it is sent.
+    """
+    if isinstance(body, FileBody) or hasattr(type(body), "attach"):
+        return
+    if isinstance(body, (bytearray, memoryview)) or not isinstance(body, Iterable):
+        raise TypeError(
+            f"a response body is bytes, str, None, an iterable of bytes or str, a FileBody"
+            f" or a PushStream, not {type(body).__name__}"
+        )
+
+
 #: What a response body may be: bytes; an iterable of bytes or str pulled as
 #: the socket drains (a generator, say); a file range; or a push stream
 #: (:class:`reactor.streams.PushStream`), written to later.
@@ -73,6 +142,14 @@ class Response:
         headers: extra header fields as ``(name, value)`` pairs or a mapping.
         content_type: shorthand for a ``Content-Type`` field.
         reason: the reason phrase (the standard one by default).
+
+    Raises:
+        LocalProtocolError: a header name that is not a token or that the
+            server writes itself, a header value or reason phrase with a
+            control character other than HTAB or a character outside
+            ISO-8859-1, or a status outside 100..999.
+        TypeError: a body of another type (``bytearray`` and ``memoryview``
+            included: pass ``bytes(...)``).
     """
 
     __slots__ = ("status", "headers", "body", "reason")
@@ -85,16 +162,40 @@ class Response:
         content_type: str | None = None,
         reason: str | None = None,
     ) -> None:
+        if status not in _STATUS_LINES and not (isinstance(status, int) and 100 <= status <= 999):
+            raise LocalProtocolError(f"invalid status code {status!r}")
         self.status = status
-        self.body: Body = body.encode() if isinstance(body, str) else body
+        if body.__class__ is not bytes:
+            if isinstance(body, str):
+                body = body.encode()
+            elif body is None:
+                body = b""
+            else:
+                _check_body(body)
+        self.body: Body = body
         if headers is None:
-            self.headers: list[tuple[str, str]] = []
-        elif isinstance(headers, dict):
-            self.headers = list(headers.items())
+            # The common case (Response.text and friends): no list to copy or
+            # walk, and the name is known to be good.
+            if content_type is None:
+                self.headers: list[tuple[str, str]] = []
+            else:
+                if content_type.__class__ is not str or content_type not in _valid_values:
+                    _check_value("Content-Type", content_type)
+                self.headers = [("Content-Type", content_type)]
         else:
-            self.headers = list(headers)
-        if content_type is not None:
-            self.headers.append(("Content-Type", content_type))
+            fields = list(headers.items()) if isinstance(headers, dict) else list(headers)
+            if content_type is not None:
+                fields.append(("Content-Type", content_type))
+            valid_names = _valid_names
+            valid_values = _valid_values
+            for name, value in fields:
+                if name not in valid_names:
+                    _check_name(name)
+                if value.__class__ is not str or value not in valid_values:
+                    _check_value(name, value)
+            self.headers = fields
+        if reason is not None and not (reason.__class__ is str and reason.isascii() and reason.isprintable()):
+            _check_text("reason phrase", reason)
         self.reason = reason
 
     @classmethod
@@ -131,14 +232,6 @@ class Response:
         return f"<Response {self.status} {size}>"
 
 
-def _status_lines() -> dict[int, bytes]:
-    return {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
-
-
-_STATUS_LINES = _status_lines()
-_valid_names: set[str] = set()  # names already checked: most repeat
-
-
 class _DateCache:
     """The ``Date`` field, formatted at most once a second (RFC 9110 §6.6.1)."""
 
@@ -173,16 +266,16 @@ def _status_line(status: int, reason: str | None) -> bytes:
         if not 100 <= status <= 999:
             raise LocalProtocolError(f"invalid status code {status!r}")
         reason = ""
-    elif "\r" in reason or "\n" in reason or "\x00" in reason:
-        raise LocalProtocolError(f"CR, LF or NUL in reason phrase {shorten(reason)}")
-    if not 100 <= status <= 999:
+    elif not (reason.__class__ is str and reason.isascii() and reason.isprintable()):
+        _check_text("reason phrase", reason)
+    if not (isinstance(status, int) and 100 <= status <= 999):
         raise LocalProtocolError(f"invalid status code {status!r}")
     return f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
 
 
 def _check_name(name: str) -> None:
     """Refuse a header name that is not a token or that the server owns."""
-    if TOKEN_RE.fullmatch(name) is None:
+    if not isinstance(name, str) or TOKEN_RE.fullmatch(name) is None:
         raise LocalProtocolError(f"invalid header name {shorten(name)}")
     if name.lower() in _FRAMING:
         raise LocalProtocolError(f"{name} is set by the server, not by a handler")
@@ -218,11 +311,12 @@ def encode_head(
         status_line = _status_line(response.status, response.reason)
     fields = []
     valid_names = _valid_names
+    valid_values = _valid_values
     for name, value in response.headers:
         if name not in valid_names:
             _check_name(name)
-        if "\r" in value or "\n" in value or "\x00" in value:
-            raise LocalProtocolError(f"CR, LF or NUL in value of header {name!r}: {shorten(value)}")
+        if value.__class__ is not str or value not in valid_values:
+            _check_value(name, value)
         fields.append(f"{name}: {value}\r\n")
     if content_length is not None:
         fields.append(f"Content-Length: {content_length}\r\n")

@@ -10,11 +10,13 @@ import time
 
 import pytest
 
+from reactor import App, HTTPError, Request, Response
 from tests.conftest import (
     Running,
     connect,
     exchange,
     get_ok,
+    make_app,
     parse_responses,
     read_until_close,
     recv_response,
@@ -67,7 +69,7 @@ def test_404_405_and_allow(server: Running) -> None:
     response = conn.getresponse()
     assert response.status == 404
     response.read()
-    conn.request("DELETE", "/")
+    conn.request("PUT", "/")  # PUT is known (on /echo): 405 with what / takes
     response = conn.getresponse()
     assert response.status == 405
     assert response.getheader("Allow") == "GET, HEAD, OPTIONS"
@@ -128,7 +130,7 @@ def test_response_splitting_is_refused(server: Running, caplog: pytest.LogCaptur
     assert response.status == 500
     assert response.header("set-cookie") is None
     assert response.header("x-evil") is None
-    assert "CR, LF or NUL in value of header 'X-Evil'" in caplog.text
+    assert "a control character ('\\r') in value of header 'X-Evil'" in caplog.text
 
 
 def test_http10_closes_by_default(server: Running) -> None:
@@ -235,3 +237,158 @@ def test_config_trace_enables_tracing_without_the_cli(serve, caplog: pytest.LogC
         trace.disable()
     lines = [r.getMessage() for r in caplog.records if r.name == "reactor.trace"]
     assert any("READING_HEADERS -> WRITING on request" in line for line in lines), lines
+
+
+# -- a method no route knows: 501, not 405 ---------------------------------------
+
+
+def test_unknown_method_is_501_and_the_connection_goes_on(server: Running) -> None:
+    with connect(server.address) as sock:
+        sock.sendall(b"BREW / HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = recv_response(sock)
+        assert (response.status, response.body) == (501, b"501 Not Implemented\n")
+        assert response.header("allow") is None and response.header("connection") is None
+        # With a body that the server read (and dropped): the connection is still in step.
+        sock.sendall(b"DELETE /items/1 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        assert recv_response(sock).status == 501
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert recv_response(sock).body == b"Hello, World!"
+
+
+def test_unknown_method_with_expect_100_is_501_and_closes(server: Running) -> None:
+    with connect(server.address) as sock:
+        sock.sendall(b"PATCH / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        data = read_until_close(sock)
+    (response,) = parse_responses(data)  # no 100 Continue before it: the body is never sent
+    assert (response.status, response.header("connection")) == (501, "close")
+
+
+# -- HTTPError -------------------------------------------------------------------
+
+
+def error_app() -> App:
+    app = make_app()
+
+    @app.route("/missing")
+    def missing(request: Request) -> str:
+        raise HTTPError(404, "no such item")
+
+    @app.route("/private")
+    def private(request: Request) -> str:
+        raise HTTPError(401, "log in first", headers=[("WWW-Authenticate", 'Basic realm="reactor"')])
+
+    @app.route("/readonly", methods=["GET", "POST"])
+    def readonly(request: Request) -> str:
+        if request.method == "POST":
+            raise HTTPError(405, headers={"Allow": "GET, HEAD"})
+        return "read"
+
+    @app.route("/down")
+    def down(request: Request) -> str:
+        raise HTTPError(503, "maintenance", headers=[("Retry-After", "30")])
+
+    @app.route("/json", methods=["POST"])
+    def echo_json(request: Request) -> object:
+        return {"got": request.json()}
+
+    return app
+
+
+def test_http_error_answers_with_its_status_detail_and_headers(
+    serve,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    caplog.set_level(logging.DEBUG, "reactor.error")
+    running = serve(error_app())
+    with connect(running.address) as sock:
+        sock.sendall(b"GET /missing HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = recv_response(sock)
+        assert (response.status, response.body) == (404, b"404 Not Found: no such item\n")
+        assert response.header("content-type") == "text/plain; charset=utf-8"
+        assert response.header("connection") is None
+        sock.sendall(b"GET /private HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = recv_response(sock)
+        assert (response.status, response.header("www-authenticate")) == (401, 'Basic realm="reactor"')
+        assert response.body == b"401 Unauthorized: log in first\n"
+        sock.sendall(b"POST /readonly HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        response = recv_response(sock)
+        assert (response.status, response.header("allow")) == (405, "GET, HEAD")
+        # A 5xx HTTPError is a clean answer too: the connection goes on.
+        sock.sendall(b"GET /down HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = recv_response(sock)
+        assert (response.status, response.header("retry-after")) == (503, "30")
+        assert response.header("connection") is None
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert recv_response(sock).body == b"Hello, World!"
+    assert running.server.accepted == 1
+    errors = [r for r in caplog.records if r.name == "reactor.error"]
+    assert [(r.levelno, r.getMessage()) for r in errors] == [
+        (logging.DEBUG, "404 from handler for GET /missing: no such item"),
+        (logging.DEBUG, "401 from handler for GET /private: log in first"),
+        (logging.DEBUG, "405 from handler for POST /readonly: "),
+        (logging.INFO, "503 from handler for GET /down: maintenance"),
+    ]
+    assert not [r for r in errors if r.exc_info]  # an answer, not a crash: no traceback
+
+
+def test_malformed_json_body_is_400_and_the_connection_goes_on(serve) -> None:  # type: ignore[no-untyped-def]
+    running = serve(error_app())
+    with connect(running.address) as sock:
+        for body in (b'{"a": ', b"\xff\xfe", b"[NaN]"):
+            sock.sendall(
+                b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            response = recv_response(sock)
+            assert response.status == 400, body
+            assert response.body.startswith(b"400 Bad Request: the body is not "), response.body
+        body = '{"a": "\u00e9"}'.encode()
+        sock.sendall(b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        response = recv_response(sock)
+        assert (response.status, json.loads(response.body)) == (200, {"got": {"a": "\u00e9"}})
+
+
+# -- a handler's bad value: a 500, never a hang or a split response --------------
+
+
+BAD_RESPONSES = {
+    "reason-not-latin1": lambda: Response(b"x", reason="Fine \u2603"),
+    "reason-with-esc": lambda: Response(b"x", reason="Fine\x1b[2J"),
+    "reason-with-lf": lambda: Response(b"x", reason="OK\nX-Evil: 1"),
+    "value-with-esc": lambda: Response(b"x", headers=[("X-Note", "a\x1b[31mb")]),
+    "value-with-del": lambda: Response(b"x", headers=[("X-Note", "a\x7f")]),
+    "value-with-vt": lambda: Response(b"x", headers=[("X-Note", "a\x0bb")]),
+    "value-not-latin1": lambda: Response(b"x", headers=[("X-Note", "\u2603")]),
+    "name-not-token": lambda: Response(b"x", headers=[("X Note", "a")]),
+    "bytearray-body": lambda: Response(bytearray(b"abc")),
+    "memoryview-body": lambda: Response(memoryview(b"abc")),
+    "int-body": lambda: Response(3),
+    "bytearray-shorthand": lambda: bytearray(b"abc"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RESPONSES))
+def test_a_bad_value_from_a_handler_is_a_500_and_the_server_goes_on(
+    serve,
+    name: str,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    caplog.set_level(logging.ERROR, "reactor.error")
+    app = make_app()
+    app.add_route("/bad", lambda request: BAD_RESPONSES[name]())
+    running = serve(app)
+    with connect(running.address) as sock:
+        sock.sendall(b"GET /bad HTTP/1.1\r\nHost: t\r\n\r\n")
+        response = recv_response(sock)
+        assert (response.status, response.body) == (500, b"500 Internal Server Error\n")
+        assert response.header("x-note") is None and response.header("x-evil") is None
+        # Refused before a byte of it was written, so the connection is in step and
+        # goes on, as after any handler exception.
+        assert response.header("connection") is None
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert recv_response(sock).body == b"Hello, World!"
+    get_ok(running.address)  # and another connection is served
+    (record,) = [r for r in caplog.records if "handler failed for GET /bad" in r.getMessage()]
+    assert record.exc_info is not None
+    if name != "bytearray-shorthand":
+        # Refused where the response was built: the traceback shows the handler's line.
+        assert "lambda: Response(" in caplog.text
