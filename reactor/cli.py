@@ -28,6 +28,7 @@ __all__ = ["load_app", "main", "parse_args", "static_app"]
 _CONFIG_FLAGS: list[tuple[str, str, type, str]] = [
     ("--header-timeout", "header_timeout_s", float, "seconds to receive a request head"),
     ("--body-timeout", "body_timeout_s", float, "longest gap between body reads, seconds"),
+    ("--request-timeout", "request_timeout_s", float, "seconds to receive a whole request"),
     ("--keepalive-timeout", "keepalive_timeout_s", float, "idle seconds between requests"),
     ("--write-timeout", "write_timeout_s", float, "seconds a write may make no progress"),
     ("--shutdown-timeout", "shutdown_timeout_s", float, "seconds a graceful shutdown waits"),

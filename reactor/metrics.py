@@ -2,8 +2,11 @@
 
 Counters are plain integers on one :class:`Metrics` object owned by the
 server; a connection adds to them as it works (a few integer additions per
-request). Gauges (connections by state, pending timers) are read when they are
-asked for, never maintained. The loop's lag is sampled by one timer.
+request). Connections by state follow from the moves they make, counted in
+:meth:`~reactor.connection.Connection._move`, the one place states change
+(one list increment a move), so rendering the figures never walks the
+connections. Pending timers are read
+from the loop when asked for. The loop's lag is sampled by one timer.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ class Metrics:
         "loop_lag_s",
         "loop_lag_max_s",
         "slow_handlers",
+        "moves",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, move_counters: int = 0) -> None:
         self.requests = 0
         self.responses_by_class = [0, 0, 0, 0, 0, 0]  # index: status // 100
         self.bytes_received = 0
@@ -47,6 +51,9 @@ class Metrics:
         self.loop_lag_s = 0.0
         self.loop_lag_max_s = 0.0
         self.slow_handlers = 0
+        #: How many times each state move was made, by its number (see
+        #: :func:`reactor.connection.count_by_state`).
+        self.moves = [0] * move_counters
 
     def observe(self, status: int, duration_s: float) -> None:
         """One response sent, with its status and how long the request took."""
