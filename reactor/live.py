@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .app import App
@@ -53,7 +54,10 @@ class LiveView:
 
     def attach(self, server: Server) -> None:
         self._server = weakref.ref(server)
-        self.watchers.every(server.loop, self.interval_s, self._publish)
+        # The broadcast is this view's own: a weak method keeps its ticker's
+        # callback from holding the view that holds the broadcast.
+        publish = weakref.WeakMethod(self._publish)
+        self.watchers.every(server.loop, self.interval_s, lambda: _call(publish))
 
     def snapshot(self) -> dict[str, Any]:
         """The figures the page shows, with rates over the time since the last call."""
@@ -105,6 +109,12 @@ class LiveView:
         server = self.server
         assert server is not None, "the live view is not attached to a server"
         return Response(prometheus_text(server), content_type=PROMETHEUS_CONTENT_TYPE)
+
+
+def _call(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def mount(app: App, prefix: str = "/_reactor") -> LiveView:

@@ -313,7 +313,10 @@ class Loop:
         """Release the selector and the signal machinery."""
         self.remove_signal_handlers()
         # The heap and the ready queue hold callbacks, which may hold their
-        # owners, which hold this loop: drop them rather than leave a cycle.
+        # owners, which hold this loop: drop them rather than leave a cycle
+        # (a timer and its heap entry also refer to each other).
+        for _, timer in self._heap:
+            timer._entry = None
         self._heap.clear()
         self._dead = 0
         self._ready.clear()

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import socket
+import threading
 import time
 import tracemalloc
 import types
@@ -21,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from reactor import App, Broadcast, EventStream, PushStream, Request, Response
+from reactor import App, Broadcast, Config, EventStream, PushStream, Request, Response, Server
 from reactor.connection import Connection
+from reactor.live import mount
 from reactor.metrics import prometheus_text
 from tests.conftest import Running, connect, get_ok, parse_responses, read_until_close, recv_response
 
@@ -478,3 +480,39 @@ def test_metrics_cost_does_not_grow_with_idle_connections(serve: Serve) -> None:
         for sock in few + many:
             sock.close()
     assert with_many < 3 * with_few, f"{with_many * 1e3:.2f} ms vs {with_few * 1e3:.2f} ms for 100 renderings"
+
+
+def test_a_stopped_server_is_freed_by_reference_counting() -> None:
+    app = App()
+
+    @app.route("/")
+    def index(request: Request) -> str:
+        return "Hello, World!"
+
+    mount(app)
+    server = Server(app, Config(port=0, lag_probe_interval_s=0.01))
+    server.listen()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"install_signals": False}, daemon=True)
+    running = Running(server, thread)
+    with gc_off():
+        thread.start()
+        get_ok(running.address)
+        for path in (b"/_reactor/metrics", b"/_reactor/stats", b"/_reactor/"):
+            with connect(running.address) as sock:
+                sock.sendall(b"GET %b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path)
+                assert read_until_close(sock).startswith(b"HTTP/1.1 200 ")
+        with connect(running.address) as sock:  # a watcher of the live view, who leaves
+            sock.sendall(b"GET /_reactor/events HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert b"event: stats" in recv_response_head(sock) + sock.recv(65536)
+        idle = connect(running.address)  # still open at the stop
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        recv_response(idle)
+        running.stop()
+        idle.close()
+        refs = [weakref.ref(server), weakref.ref(server.loop), weakref.ref(app)]
+        del server, running, app, index, thread
+        assert [ref() for ref in refs] == [None, None, None]
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        ours = [obj for obj in gc.garbage if _ours(obj)]
+        assert not ours, f"only a garbage collection would free: {ours[:10]}"
