@@ -54,11 +54,11 @@ from .http.request import Request
 from .http.response import FileBody, Response, body_allowed, encode_head, informational
 from .log import access, access_log, error_log, escape
 from .loop import EVENT_READ, EVENT_WRITE, Loop, Timer
-from .metrics import Metrics
 from .streams import PushStream
 
 if TYPE_CHECKING:
     from .config import Config
+    from .metrics import Metrics
 
 __all__ = ["MOVE_COUNTERS", "TRANSITIONS", "Application", "Connection", "State", "count_by_state"]
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
+from .connection import MOVE_COUNTERS
+
 if TYPE_CHECKING:
     from .server import Server
 
@@ -40,7 +42,7 @@ class Metrics:
         "moves",
     )
 
-    def __init__(self, move_counters: int = 0) -> None:
+    def __init__(self) -> None:
         self.requests = 0
         self.responses_by_class = [0, 0, 0, 0, 0, 0]  # index: status // 100
         self.bytes_received = 0
@@ -53,7 +55,7 @@ class Metrics:
         self.slow_handlers = 0
         #: How many times each state move was made, by its number (see
         #: :func:`reactor.connection.count_by_state`).
-        self.moves = [0] * move_counters
+        self.moves = [0] * MOVE_COUNTERS
 
     def observe(self, status: int, duration_s: float) -> None:
         """One response sent, with its status and how long the request took."""

@@ -31,7 +31,7 @@ from sys import intern
 
 from . import trace
 from .config import Config
-from .connection import MOVE_COUNTERS, Application, Connection, State, count_by_state
+from .connection import Application, Connection, State, count_by_state
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
@@ -62,7 +62,7 @@ class Server:
         #: Every open connection.
         self.connections: set[Connection] = set()
         #: Counters for /_reactor/metrics and the live view.
-        self.metrics = Metrics(MOVE_COUNTERS)
+        self.metrics = Metrics()
         self._lag_probe: Timer | None = None
         #: Bound addresses, filled by :meth:`listen`.
         self.addresses: list[tuple[str, int]] = []

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from reactor import App, Config
-from reactor.connection import MOVE_COUNTERS, TRANSITIONS, Connection, State
+from reactor.connection import TRANSITIONS, Connection, State
 from reactor.http.errors import LocalProtocolError
 from reactor.loop import EVENT_READ, Loop
 from reactor.metrics import Metrics
@@ -19,7 +19,7 @@ class Owner:
 
     def __init__(self) -> None:
         self.closed: list[Connection] = []
-        self.metrics = Metrics(MOVE_COUNTERS)
+        self.metrics = Metrics()
 
     def connection_closed(self, connection: Connection) -> None:
         self.closed.append(connection)
