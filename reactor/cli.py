@@ -72,6 +72,7 @@ def _integer(text: str) -> int:
 _CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
     ("--header-timeout", "header_timeout_s", positive_float, "seconds to receive a request head"),
     ("--body-timeout", "body_timeout_s", positive_float, "longest gap between body reads, seconds"),
+    ("--request-timeout", "request_timeout_s", positive_float, "seconds to receive a whole request"),
     ("--keepalive-timeout", "keepalive_timeout_s", positive_float, "idle seconds between requests"),
     ("--write-timeout", "write_timeout_s", positive_float, "seconds a write may make no progress"),
     ("--shutdown-timeout", "shutdown_timeout_s", positive_float, "seconds a graceful shutdown waits"),

@@ -41,6 +41,12 @@ class Config:
     header_timeout_s: float = 10.0
     #: Longest gap between two reads of a request body.
     body_timeout_s: float = 30.0
+    #: From the first byte of a request (or accept) to the end of its body;
+    #: never refreshed, so a client that trickles a byte before each gap
+    #: timeout is cut here. 300 s as Node.js's requestTimeout: a full
+    #: max_body_bytes upload still fits at about 3.5 KB/s (nginx has only
+    #: the 60 s gap timers).
+    request_timeout_s: float = 300.0
     #: Idle time between requests; above the 60 s idle timeout of common load
     #: balancers, so they never reuse a connection the server just closed.
     keepalive_timeout_s: float = 75.0

@@ -21,8 +21,10 @@ runs once at the end of every I/O callback:
   changes;
 * the state's timer: ``IDLE`` arms the keep-alive timeout, ``READING_HEADERS``
   the header deadline (counted from the first byte, never refreshed),
-  ``READING_BODY`` the gap between body reads. One :class:`~reactor.loop.Timer`
-  per connection is reset, never re-created.
+  ``READING_BODY`` the gap between body reads; neither of the last two past
+  the request deadline (``request_timeout_s`` from the request's first byte).
+  One :class:`~reactor.loop.Timer` per connection is reset, never re-created,
+  and released when the connection closes.
 
 Output is queued and sent at once; what the socket does not take waits for
 ``EVENT_WRITE``. Pipelined requests that are already buffered are answered in
@@ -50,15 +52,15 @@ from .http.errors import LocalProtocolError, ProtocolError
 from .http.parser import Event, RequestParser
 from .http.request import Request
 from .http.response import FileBody, Response, body_allowed, encode_head, informational
-from .log import access, access_log, error_log
+from .log import access, access_log, error_log, escape
 from .loop import EVENT_READ, EVENT_WRITE, Loop, Timer
-from .metrics import Metrics
 from .streams import PushStream
 
 if TYPE_CHECKING:
     from .config import Config
+    from .metrics import Metrics
 
-__all__ = ["TRANSITIONS", "Application", "Connection", "State"]
+__all__ = ["MOVE_COUNTERS", "TRANSITIONS", "Application", "Connection", "State", "count_by_state"]
 
 
 class State(enum.Enum):
@@ -97,6 +99,32 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (READING_BODY, "close"): CLOSED,
     (WRITING, "close"): CLOSED,
 }
+
+# The same moves, numbered: (state, event) -> (next state, its number). Each
+# move a connection makes adds one to its owner's ``Metrics.moves[number]``
+# (one list increment); connections by state follow from those counts (see
+# count_by_state) without walking the connections. The last number counts
+# connections opened, in READING_HEADERS.
+_MOVES = {key: (new, number) for number, (key, new) in enumerate(TRANSITIONS.items())}
+_OPENED = len(_MOVES)
+#: How many counters ``Metrics.moves`` needs.
+MOVE_COUNTERS = _OPENED + 1
+
+
+def count_by_state(moves: list[int]) -> dict[State, int]:
+    """Connections in each state, from the counts of the moves they made.
+
+    O(number of transitions), whatever the number of connections. A closed
+    connection stays counted in CLOSED.
+    """
+    counts = dict.fromkeys(State, 0)
+    counts[READING_HEADERS] = moves[_OPENED]
+    for (state, _), (new, number) in _MOVES.items():
+        made = moves[number]
+        counts[state] -= made
+        counts[new] += made
+    return counts
+
 
 # Bodies up to this size are copied behind the head so that one send() carries
 # both; larger ones are queued as they are and sent with sendmsg().
@@ -157,6 +185,8 @@ class Connection:
         "_closing",
         "_started",
         "_body",
+        "_moves",
+        "__weakref__",
     )
 
     def __init__(
@@ -184,12 +214,17 @@ class Connection:
         self._timer_armed_for: State | None = None
         self._write_timer: Timer | None = None
         self._closing = False  # the current response is the last one
-        self._started = 0.0
+        # When the current request began: its first byte (or accept, until
+        # one arrives). The request deadline and the logged duration run from it.
+        self._started = loop.now
         # A body being streamed after the queued output (None otherwise).
         self._body: _Streaming | None = None
         # A new connection is waiting for a request head: the header deadline
         # runs from accept (an idle preconnect is closed at that deadline).
         self.state = READING_HEADERS
+        # The owner's counts of moves made, kept by _move (see count_by_state).
+        self._moves = owner.metrics.moves
+        self._moves[_OPENED] += 1
         self._mask = 0  # not in the selector yet: see start()
 
     def start(self) -> None:
@@ -199,11 +234,14 @@ class Connection:
         arrived by the time it is accepted. A connection answered and closed
         here never enters the selector at all.
         """
-        self._read()
-        if self.state is not CLOSED:
-            # The connection is its own selector handler (see __call__): no
-            # bound method object per socket.
-            self._sync()
+        try:
+            self._read()
+            if self.state is not CLOSED:
+                # The connection is its own selector handler (see __call__): no
+                # bound method object per socket.
+                self._sync()
+        except Exception as exc:
+            self._crashed(exc)
 
     def __repr__(self) -> str:
         fd = self.sock.fileno()
@@ -213,10 +251,11 @@ class Connection:
 
     def _move(self, event: str) -> None:
         """Make the move ``event`` from the current state, or refuse it."""
-        new = TRANSITIONS.get((self.state, event))
-        if new is None:
+        move = _MOVES.get((self.state, event))
+        if move is None:
             raise LocalProtocolError(f"can't go from {self.state.name} on {event!r}")
-        self.state = new
+        self.state, number = move
+        self._moves[number] += 1
         self._timer_armed_for = None
 
     def _sync(self) -> None:
@@ -249,12 +288,16 @@ class Connection:
         if self._timer_armed_for is not state:
             self._timer_armed_for = state
             config = self.config
+            now = self.loop.now
             if state is IDLE:
-                self._timer.reset(self.loop.now + config.keepalive_timeout_s)
+                self._timer.reset(now + config.keepalive_timeout_s)
             elif state is READING_HEADERS:
-                self._timer.reset(self.loop.now + config.header_timeout_s)
+                deadline = self._started + config.request_timeout_s
+                self._timer.reset(min(now + config.header_timeout_s, deadline))
             elif state is READING_BODY:
-                self._timer.reset(self.loop.now + config.body_timeout_s)
+                # The body's gap timer, but never past the request's deadline.
+                deadline = self._started + config.request_timeout_s
+                self._timer.reset(min(now + config.body_timeout_s, deadline))
             else:
                 self._timer.cancel()
 
@@ -267,18 +310,27 @@ class Connection:
         Being its own callback spares every connection two bound-method
         objects, which is most of what an idle connection would otherwise add.
         """
-        if not mask:
-            self._on_timeout()
-            return
-        if mask & EVENT_WRITE:
-            self._write_ready()
-        if mask & EVENT_READ and self.state is not CLOSED:
-            if self.state is WRITING:
-                self._read_while_streaming()
-            else:
-                self._read()
-        if self.state is not CLOSED:
-            self._sync()
+        try:
+            if not mask:
+                self._on_timeout()
+                return
+            if mask & EVENT_WRITE:
+                self._write_ready()
+            if mask & EVENT_READ and self.state is not CLOSED:
+                if self.state is WRITING:
+                    self._read_while_streaming()
+                else:
+                    self._read()
+            if self.state is not CLOSED:
+                self._sync()
+        except Exception as exc:
+            self._crashed(exc)
+
+    def _crashed(self, exc: Exception) -> None:
+        """The last line of defence: an error nothing else handled closes the
+        connection (and is logged), so that it is not left open with no timer."""
+        error_log.error("connection with %s failed: %s", self._client(), _describe(exc), exc_info=exc)
+        self.close()
 
     def _write_ready(self) -> None:
         """Send what can be sent; then take up the next request if it was held."""
@@ -403,17 +455,21 @@ class Connection:
         try:
             response = self.app.handle(request)
         except Exception:
-            error_log.exception("handler failed for %s %s", request.method, request.path)
+            error_log.exception("handler failed for %s %s", request.method, escape(request.path))
             response = _plain(500)
         now = time()
         if now - started > self.config.watchdog_threshold_s:
             # The watchdog: a handler runs on the loop, so while it ran,
-            # every other connection waited.
-            self.owner.metrics.slow_handlers += 1
+            # every other connection waited. That wait is the loop's lag, and
+            # it is counted here, at once: the lag probe's timer fires only
+            # after this pass, maybe after a callback that reads the figures.
+            metrics = self.owner.metrics
+            metrics.slow_handlers += 1
+            metrics.loop_lag_max_s = max(metrics.loop_lag_max_s, now - started)
             error_log.warning(
                 "handler for %s %s blocked the loop for %.0f ms",
                 request.method,
-                request.route or request.path,
+                escape(request.route or request.path),
                 (now - started) * 1000,
             )
         self._send_response(request, response, now)
@@ -429,6 +485,9 @@ class Connection:
         try:
             if isinstance(body, bytes):
                 length = len(body) if allowed else None
+            elif isinstance(body, (bytearray, memoryview, str)):
+                # Iterating one would yield ints (or characters), piece by piece.
+                raise TypeError(f"a response body must be bytes, not {type(body).__name__}")
             elif isinstance(body, FileBody):
                 producer, body = body, b""
                 length = producer.length if allowed else None
@@ -446,13 +505,21 @@ class Connection:
                 http10_keep_alive=keep_alive and request.version == "HTTP/1.0",
                 chunked=chunked,
             )
-        except (LocalProtocolError, TypeError) as exc:
-            error_log.error("bad response from handler for %s %s: %s", request.method, request.path, exc)
+        except Exception as exc:
+            # Nothing has been queued yet: answer 500, and close, since the
+            # handler that made this response may have made others like it.
+            error_log.error(
+                "bad response from handler for %s %s: %s",
+                request.method,
+                escape(request.route or request.path),
+                _describe(exc),
+            )
             _release(producer if producer is not None else body)
             producer = None
+            keep_alive = False
             response = _plain(500)
             status, body, chunked = 500, response.body, False
-            head = encode_head(response, len(body), keep_alive=keep_alive)
+            head = encode_head(response, len(body), keep_alive=False)
         if request.method == "HEAD" or not allowed:
             _release(producer)
             producer, body = None, b""
@@ -468,10 +535,18 @@ class Connection:
             self._record(request, status, len(body), now)
             return
         self._body = _Streaming(
-            producer, chunked, f"{request.method} {request.target} {request.version}", status
+            producer,
+            chunked,
+            f"{request.method} {request.target} {request.version}",
+            status,
+            head,
+            f"{request.method} {request.route or request.path}",
         )
         if isinstance(producer, PushStream):
-            producer.attach(self)
+            try:
+                producer.attach(self)
+            except Exception as exc:
+                self._response_failed(exc)
 
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a protocol error once, then read nothing more."""
@@ -480,7 +555,7 @@ class Connection:
             "%d from %s: %s",
             exc.status,
             self._client(),
-            str(exc).encode("ascii", "backslashreplace").decode("ascii"),
+            escape(str(exc)).encode("ascii", "backslashreplace").decode("ascii"),
         )
         self._move("reject")
         self._closing = True
@@ -553,18 +628,23 @@ class Connection:
             if self._body is None:
                 break
             producer = self._body.producer
-            if isinstance(producer, PushStream):
-                if self._out_bytes <= self.config.write_low_water_bytes:
-                    producer.drained()
-                break  # its producer writes when it has something
-            if isinstance(producer, FileBody):
-                done, sent = self._send_file(producer)
-                progress = progress or sent > 0
-                if not done and self.state is not CLOSED and producer.length:
-                    if sent < _SENDFILE_BYTES:
-                        break  # the socket is full
-            else:
-                self._pull(producer)
+            try:
+                if isinstance(producer, PushStream):
+                    if self._out_bytes <= self.config.write_low_water_bytes:
+                        producer.drained()  # may call its producer's on_drain
+                    break  # its producer writes when it has something
+                if isinstance(producer, FileBody):
+                    done, sent = self._send_file(producer)
+                    progress = progress or sent > 0
+                    if not done and self.state is not CLOSED and producer.length:
+                        if sent < _SENDFILE_BYTES:
+                            break  # the socket is full
+                else:
+                    self._pull(producer)
+            except Exception as exc:
+                # A producer failed (or produced something that is not a
+                # body): never leave the response half-sent and unwatched.
+                self._response_failed(exc)
             if self.state is CLOSED:
                 return
         if self._out_bytes or (self._body is not None and not isinstance(self._body.producer, PushStream)):
@@ -595,15 +675,9 @@ class Connection:
             except StopIteration:
                 self._end_body()
                 return
-            except Exception:
-                error_log.exception("streamed body failed after the response started")
-                # Too late for a 500: end the connection without the final
-                # chunk, so the client sees an incomplete response.
-                self._closing = True
-                self._finish_response()
-                return
-            if isinstance(piece, str):
-                piece = piece.encode()
+            # Any other exception reaches _flush, which ends the response.
+            if type(piece) is not bytes:
+                piece = _piece_bytes(piece)
             if piece:
                 self._queue_body(piece)
 
@@ -631,6 +705,42 @@ class Connection:
         assert body is not None
         _release(body.producer)
         self._record(body.request_line, body.status, body.sent)
+
+    def _response_failed(self, exc: Exception) -> None:
+        """Sending the streamed response failed (its producer raised, or gave
+        something that is not a body): answer 500 instead if no byte of its
+        head has left yet, else end the connection without the rest.
+
+        Either way the connection ends: it is never left in ``WRITING`` with
+        a half-sent response and no timer.
+        """
+        body, self._body = self._body, None
+        assert body is not None
+        error_log.error("response to %s failed: %s", escape(body.route), _describe(exc), exc_info=exc)
+        _release(body.producer)
+        self._closing = True
+        if self._unqueue(body.head):
+            response = _plain(500)
+            self._queue(encode_head(response, len(response.body), keep_alive=False) + response.body)
+            self._record(body.request_line, 500, len(response.body))
+        else:
+            # Too late for a 500: what is queued goes out, then the connection
+            # closes without the final chunk, so the client sees a cut response.
+            self._record(body.request_line, body.status, body.sent)
+
+    def _unqueue(self, head: bytes) -> bool:
+        """Drop ``head`` and everything queued after it, if none of it was sent."""
+        out = self._out
+        if out is None:
+            return False
+        for index, piece in enumerate(out):
+            if piece is head:  # a partly sent head is a memoryview of it
+                while len(out) > index:
+                    self._out_bytes -= len(out.pop())
+                if not out:
+                    self._out = None
+                return True
+        return False
 
     def _send_file(self, body: FileBody) -> tuple[bool, int]:
         """One ``os.sendfile`` step; (whether the body is done, bytes sent)."""
@@ -695,20 +805,28 @@ class Connection:
         if self._body is not None:
             self._body.flush_soon = False
         if self.state is not CLOSED:
-            self._write_ready()
-            if self.state is not CLOSED:
-                self._sync()
+            try:
+                self._write_ready()
+                if self.state is not CLOSED:
+                    self._sync()
+            except Exception as exc:
+                self._crashed(exc)
 
     def _read_while_streaming(self) -> None:
-        """Read during a long-lived response: only to learn that the client left."""
+        """Read during a long-lived response: a pipelined request, or the end of input.
+
+        End of input is not the client leaving: it may have only half-closed
+        (``shutdown(SHUT_WR)``) and still be reading (RFC 9112 §9.6). The
+        stream goes on until it ends or a write fails; then the connection
+        closes, as it does at end of input between requests. Reading stops
+        (the parser's ``eof`` takes ``EVENT_READ`` out of the mask).
+        """
         data = self._recv()
         if data is None:
             return
         if not data:
-            error_log.debug("%s left during a streamed response", self._client())
-            self.close()
-        else:
-            self.parser.receive_data(data)  # a pipelined request, answered later
+            error_log.debug("%s half-closed during a streamed response", self._client())
+        self.parser.receive_data(data)  # a pipelined request (answered later), or the end
 
     def _arm_write_timer(self) -> None:
         """(Re)start the write deadline: it measures time without progress."""
@@ -729,7 +847,11 @@ class Connection:
                 error_log.debug("no request from %s before the header timeout", self._client())
                 self.close()
                 return
-            self._reject(ProtocolError(f"{state.value} timeout", 408))
+            if self.loop.now >= self._started + self.config.request_timeout_s:
+                what = "request"  # the total deadline, not the state's own timer
+            else:
+                what = state.value
+            self._reject(ProtocolError(f"{what} timeout", 408))
             self._flush()
             if self.state is not CLOSED:
                 self._sync()
@@ -751,9 +873,11 @@ class Connection:
         if self.state is CLOSED:
             return
         self._move("close")
-        self._timer.cancel()
+        # Each timer calls back into the connection: released, they no longer
+        # hold it, so reference counting alone frees a closed connection.
+        self._timer.release()
         if self._write_timer is not None:
-            self._write_timer.cancel()
+            self._write_timer.release()
         if self._mask:
             self.loop.unregister(self.sock)
             self._mask = 0
@@ -791,7 +915,7 @@ class Connection:
 class _Streaming:
     """A response body being streamed: exists only while one is."""
 
-    __slots__ = ("producer", "chunked", "request_line", "status", "sent", "flush_soon")
+    __slots__ = ("producer", "chunked", "request_line", "status", "sent", "flush_soon", "head", "route")
 
     def __init__(
         self,
@@ -799,6 +923,8 @@ class _Streaming:
         chunked: bool,
         request_line: str,
         status: int,
+        head: bytes,
+        route: str,
     ) -> None:
         self.producer = producer
         self.chunked = chunked  # frame pieces as chunks (else: raw, close-delimited or sized)
@@ -806,6 +932,8 @@ class _Streaming:
         self.status = status
         self.sent = 0  # body bytes so far
         self.flush_soon = False  # a flush is scheduled for a push stream's writes
+        self.head = head  # the response's head, as queued (to tell whether it has left)
+        self.route = route  # method and route, for the error log
 
 
 def _release(body: object) -> None:
@@ -819,6 +947,20 @@ def _release(body: object) -> None:
                 close()
             except Exception:
                 error_log.exception("closing the body %r failed", body)
+
+
+def _piece_bytes(piece: object) -> bytes:
+    """A streamed body's piece as bytes, or TypeError."""
+    if isinstance(piece, str):
+        return piece.encode()
+    if isinstance(piece, (bytearray, memoryview)):
+        return bytes(piece)
+    raise TypeError(f"a streamed body yielded {type(piece).__name__}, not bytes or str")
+
+
+def _describe(exc: BaseException) -> str:
+    """``TypeError: message``, escaped, on one line."""
+    return escape(f"{type(exc).__name__}: {exc}")
 
 
 def _plain(status: int) -> Response:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .app import App
@@ -39,13 +41,23 @@ class LiveView:
     def __init__(self, prefix: str = "/_reactor", interval_s: float = 1.0) -> None:
         self.prefix = prefix.rstrip("/")
         self.interval_s = interval_s
-        self.server: Server | None = None
+        # The server holds the app, which holds this view: a weak reference
+        # back keeps that from being a cycle.
+        self._server: weakref.ref[Server] | None = None
         self.watchers = Broadcast()
         self._previous: tuple[float, int, int, int, int] | None = None
 
+    @property
+    def server(self) -> Server | None:
+        """The server this view shows (None before it is attached, or once it is gone)."""
+        return self._server() if self._server is not None else None
+
     def attach(self, server: Server) -> None:
-        self.server = server
-        self.watchers.every(server.loop, self.interval_s, self._publish)
+        self._server = weakref.ref(server)
+        # The broadcast is this view's own: a weak method keeps its ticker's
+        # callback from holding the view that holds the broadcast.
+        publish = weakref.WeakMethod(self._publish)
+        self.watchers.every(server.loop, self.interval_s, lambda: _call(publish))
 
     def snapshot(self) -> dict[str, Any]:
         """The figures the page shows, with rates over the time since the last call."""
@@ -94,8 +106,15 @@ class LiveView:
         return self.snapshot()
 
     def metrics(self, request: Request) -> Response:
-        assert self.server is not None, "the live view is not attached to a server"
-        return Response(prometheus_text(self.server), content_type=PROMETHEUS_CONTENT_TYPE)
+        server = self.server
+        assert server is not None, "the live view is not attached to a server"
+        return Response(prometheus_text(server), content_type=PROMETHEUS_CONTENT_TYPE)
+
+
+def _call(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def mount(app: App, prefix: str = "/_reactor") -> LiveView:

@@ -93,6 +93,19 @@ class Timer:
             if self._entry is not None:
                 self._loop._dead += 1
 
+    def release(self) -> None:
+        """Cancel the timer for good and let go of its callback and arguments.
+
+        An object that keeps its own timer (a connection, a stream) and is
+        that timer's callback forms a reference cycle with it; the timer's
+        entry may also stay in the heap until it comes due. Releasing the
+        timer when its owner is done breaks both, so that reference counting
+        alone frees the owner. A released timer must not be reset.
+        """
+        self.cancel()
+        self.callback = _released
+        self.args = ()
+
     def reset(self, when: float) -> None:
         """Re-arm the timer (cancelled, pending or fired) to fire at ``when``."""
         loop = self._loop
@@ -299,6 +312,14 @@ class Loop:
     def close(self) -> None:
         """Release the selector and the signal machinery."""
         self.remove_signal_handlers()
+        # The heap and the ready queue hold callbacks, which may hold their
+        # owners, which hold this loop: drop them rather than leave a cycle
+        # (a timer and its heap entry also refer to each other).
+        for _, timer in self._heap:
+            timer._entry = None
+        self._heap.clear()
+        self._dead = 0
+        self._ready.clear()
         self.selector.close()
         self._wakeup_r.close()
         self._wakeup_w.close()
@@ -306,3 +327,7 @@ class Loop:
 
 def _ignore_signal(signum: int, frame: object) -> None:
     pass
+
+
+def _released(*args: object) -> None:
+    """The callback of a released timer: nothing."""

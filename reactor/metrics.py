@@ -2,14 +2,19 @@
 
 Counters are plain integers on one :class:`Metrics` object owned by the
 server; a connection adds to them as it works (a few integer additions per
-request). Gauges (connections by state, pending timers) are read when they are
-asked for, never maintained. The loop's lag is sampled by one timer.
+request). Connections by state follow from the moves they make, counted in
+:meth:`~reactor.connection.Connection._move`, the one place states change
+(one list increment a move), so rendering the figures never walks the
+connections. Pending timers are read
+from the loop when asked for. The loop's lag is sampled by one timer.
 """
 
 from __future__ import annotations
 
 import bisect
 from typing import TYPE_CHECKING
+
+from .connection import MOVE_COUNTERS
 
 if TYPE_CHECKING:
     from .server import Server
@@ -34,6 +39,7 @@ class Metrics:
         "loop_lag_s",
         "loop_lag_max_s",
         "slow_handlers",
+        "moves",
     )
 
     def __init__(self) -> None:
@@ -47,6 +53,9 @@ class Metrics:
         self.loop_lag_s = 0.0
         self.loop_lag_max_s = 0.0
         self.slow_handlers = 0
+        #: How many times each state move was made, by its number (see
+        #: :func:`reactor.connection.count_by_state`).
+        self.moves = [0] * MOVE_COUNTERS
 
     def observe(self, status: int, duration_s: float) -> None:
         """One response sent, with its status and how long the request took."""

@@ -31,7 +31,7 @@ from sys import intern
 
 from . import trace
 from .config import Config
-from .connection import Application, Connection, State
+from .connection import Application, Connection, State, count_by_state
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
@@ -43,6 +43,7 @@ _ACCEPT_BATCH = 128
 _OUT_OF_FDS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 # Bytes a lingering close drains at most before it gives up on the client.
 _LINGER_MAX_BYTES = 1 << 20
+_OPEN_STATES = tuple(state for state in State if state is not State.CLOSED)
 
 
 class Server:
@@ -203,18 +204,16 @@ class Server:
         timer = self._lingering.pop(sock, None)
         if timer is None:
             return
-        timer.cancel()
+        timer.release()  # it holds the socket: let both go now, not when it comes due
         self.loop.unregister(sock)
         sock.close()
         if self._stopping:
             self._stop_when_done()
 
     def count_by_state(self) -> dict[str, int]:
-        """How many connections are in each state."""
-        counts = {state.name: 0 for state in State if state is not State.CLOSED}
-        for connection in self.connections:
-            counts[connection.state.name] += 1
-        return counts
+        """How many connections are in each state (kept as they move: no walk)."""
+        counts = count_by_state(self.metrics.moves)
+        return {state.name: counts[state] for state in _OPEN_STATES}
 
     # -- running and stopping ------------------------------------------------
 
@@ -229,13 +228,15 @@ class Server:
 
     def _probe_lag(self) -> None:
         """How late this timer fired is how long the loop was busy: its lag."""
-        assert self._lag_probe is not None
+        probe = self._lag_probe
+        if probe is None:
+            return  # released by a stop while it was due
         now = self.loop.time()
-        lag = max(0.0, now - self._lag_probe.when)
+        lag = max(0.0, now - probe.when)
         self.metrics.loop_lag_s = lag
         self.metrics.loop_lag_max_s = max(self.metrics.loop_lag_max_s, lag)
         if not self._stopping:
-            self._lag_probe.reset(now + self.config.lag_probe_interval_s)
+            probe.reset(now + self.config.lag_probe_interval_s)
 
     def serve_forever(self, install_signals: bool = True) -> None:
         """Run until shut down. Installs SIGINT/SIGTERM handlers in the main thread."""
@@ -276,11 +277,17 @@ class Server:
 
     def _stop_when_done(self) -> None:
         if not self.connections and not self._lingering:
-            if self._shutdown_timer is not None:
-                self._shutdown_timer.cancel()
-            if self._lag_probe is not None:
-                self._lag_probe.cancel()
+            self._release_timers()
             self.loop.stop()
+
+    def _release_timers(self) -> None:
+        # The server's timers call its methods: released, they no longer hold it.
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.release()
+            self._shutdown_timer = None
+        if self._lag_probe is not None:
+            self._lag_probe.release()
+            self._lag_probe = None
 
     def close_all(self) -> None:
         """Close every connection and listener now and stop the loop."""
@@ -290,6 +297,7 @@ class Server:
             connection.close()
         for sock in list(self._lingering):
             self._end_linger(sock)
+        self._release_timers()
         self.loop.stop()
 
     def close(self) -> None:

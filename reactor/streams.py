@@ -79,11 +79,16 @@ class PushStream:
 
         Raises:
             StreamClosed: the stream has ended (closed, or the client left).
+            TypeError: ``data`` is neither bytes nor str (the stream is unharmed).
         """
         if self._state == "closed":
             raise StreamClosed("the stream is closed")
         if isinstance(data, str):
             data = data.encode()
+        elif type(data) is not bytes:
+            if not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(f"a push stream sends bytes or str, not {type(data).__name__}")
+            data = bytes(data)  # the caller may reuse its buffer
         if not data:
             return
         if self._sink is None:
@@ -165,9 +170,13 @@ class PushStream:
             self._finish()
 
     def _finish(self) -> None:
+        # Drop everything that may refer back to the stream (the sink holds
+        # it as its body; a callback may be a closure over it): once ended,
+        # the stream is freed by reference counting alone.
         self._state = "closed"
         self._sink = None
         self._pending = None
+        self._on_drain = None
         callbacks, self._on_close = self._on_close, None
         for callback in callbacks or ():
             callback(self)
@@ -252,7 +261,7 @@ class EventStream(PushStream):
 
     def _finish(self) -> None:
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
+            self._heartbeat.release()  # its callback is this stream's _beat
             self._heartbeat = None
         super()._finish()
 
@@ -286,7 +295,7 @@ class Broadcast:
     def _remove(self, stream: PushStream) -> None:
         self.streams.discard(stream)
         if not self.streams and self._ticker is not None:
-            self._ticker.cancel()
+            self._ticker.release()  # its callback is this broadcast's _tick
             self._ticker = None
 
     def every(self, loop: Loop, interval_s: float, callback: Callable[[], object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -64,6 +65,54 @@ def test_body_timeout_is_a_gap_between_reads(serve: Serve) -> None:
         elapsed = time.monotonic() - start
     (response,) = parse_responses(data)
     assert response.status == 408
+    assert 0.4 <= elapsed < 1.5, elapsed
+
+
+def test_request_timeout_cuts_a_body_trickled_faster_than_the_gap_timeout(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "reactor.error")
+    server = serve(header_timeout_s=1.0, body_timeout_s=0.5, request_timeout_s=1.5)
+    with connect(server.address) as sock:
+        start = time.monotonic()
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        sock.settimeout(0.15)  # a byte every 0.15 s: never a gap of 0.5 s
+        data = b""
+        served_meanwhile = False
+        while time.monotonic() - start < 5.0:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                break
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                if not served_meanwhile and time.monotonic() - start > 0.5:
+                    get_ok(server.address)  # another client is served meanwhile
+                    served_meanwhile = True
+                continue
+            break
+        cut_at = time.monotonic() - start
+        assert data, "the trickling client was never cut off"
+        sock.settimeout(5)
+        data += read_until_close(sock)
+    assert served_meanwhile
+    assert 1.4 <= cut_at < 2.5, cut_at
+    (response,) = parse_responses(data)
+    assert response.status == 408
+    assert response.header("connection") == "close"
+    assert "408 from 127.0.0.1: request timeout" in [record.getMessage() for record in caplog.records]
+    get_ok(server.address)
+
+
+def test_request_timeout_bounds_the_head_too(serve: Serve) -> None:
+    server = serve(header_timeout_s=5.0, request_timeout_s=0.5)
+    with connect(server.address) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        start = time.monotonic()
+        data = read_until_close(sock)
+        elapsed = time.monotonic() - start
+    assert parse_responses(data)[0].status == 408
     assert 0.4 <= elapsed < 1.5, elapsed
 
 

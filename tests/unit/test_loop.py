@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
 import socket
 import threading
+import time
+import weakref
 
 import pytest
 
@@ -72,6 +75,52 @@ def test_reset_earlier_fires_at_the_earlier_time(loop: Loop) -> None:
     loop.call_later(0.05, loop.stop)
     loop.run()
     assert fired == ["x"]
+
+
+class Owner:
+    """An object that keeps its own timer and is its callback: a reference cycle."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.fired = 0
+        self.timer = loop.timer(self.fire)
+
+    def fire(self) -> None:
+        self.fired += 1
+
+
+def test_a_released_timer_holds_nothing_and_never_fires(loop: Loop) -> None:
+    gc.disable()
+    try:
+        owner = Owner(loop)
+        owner.timer.reset(loop.time() + 0.01)
+        timer = owner.timer
+        gone = weakref.ref(owner)
+        timer.release()
+        del owner
+        # Its entry is still in the heap, but the owner is freed by reference counting alone.
+        assert gone() is None
+        assert loop.pending_timers() == 0
+        time.sleep(0.02)
+        loop.run_once()
+    finally:
+        gc.enable()
+
+
+class Holder:
+    def fire(self) -> None:
+        pass
+
+
+def test_closing_the_loop_drops_its_callbacks() -> None:
+    loop = Loop()
+    holder = Holder()
+    loop.call_later(60, holder.fire)
+    loop.call_soon(holder.fire)
+    gone = weakref.ref(holder)
+    del holder
+    assert gone() is not None  # the heap and the ready queue hold it
+    loop.close()
+    assert gone() is None
 
 
 def test_dead_entries_do_not_accumulate(loop: Loop) -> None:

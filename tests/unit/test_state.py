@@ -11,6 +11,7 @@ from reactor import App, Config
 from reactor.connection import TRANSITIONS, Connection, State
 from reactor.http.errors import LocalProtocolError
 from reactor.loop import EVENT_READ, Loop
+from reactor.metrics import Metrics
 
 
 class Owner:
@@ -18,6 +19,7 @@ class Owner:
 
     def __init__(self) -> None:
         self.closed: list[Connection] = []
+        self.metrics = Metrics()
 
     def connection_closed(self, connection: Connection) -> None:
         self.closed.append(connection)
