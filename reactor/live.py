@@ -178,7 +178,9 @@ function show(stats) {
     const row = document.createElement("div");
     row.className = "row";
     const label = document.createElement("span");
-    label.textContent = state.padEnd(16, "\\u00a0") + String(count).padStart(6, "\\u00a0");
+    // Named as reactor.connection.State's values ("reading headers"), as the home page does.
+    const name = state.replaceAll("_", " ");
+    label.textContent = name.padEnd(16, "\\u00a0") + String(count).padStart(6, "\\u00a0");
     const bar = document.createElement("div");
     bar.className = "bar";
     bar.style.width = (12 * count / most) + "rem";

@@ -277,7 +277,10 @@ def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 @pytest.mark.parametrize(
     ("path", "logged"),
     [
-        ("/bad-reason", "bad response from handler for GET /bad-reason: LocalProtocolError: a character outside"),
+        (
+            "/bad-reason",
+            "bad response from handler for GET /bad-reason: LocalProtocolError: a character outside",
+        ),
         (
             "/bad-body",
             "bad response from handler for GET /bad-body: TypeError: a response body must be bytes, ",
