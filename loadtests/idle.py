@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import selectors
 import socket
 import statistics
@@ -37,24 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from loadtests.bench.measurement import cpu_seconds, rss_kib
 from loadtests.serverproc import ROOT, start_reactor, stop
 
 RESULTS = ROOT / "loadtests" / "results"
 GET = b"GET /api/time HTTP/1.1\r\nHost: idle\r\n\r\n"
 SOURCES = [f"127.0.0.{i}" for i in range(2, 18)]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", text)
-    assert match
-    return int(match.group(1))
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def fresh_latency_ms(address: tuple[str, int], count: int) -> float:
@@ -121,7 +107,7 @@ def hold_sse(address: tuple[str, int], n: int, seconds: float, pid: int) -> dict
             assert isinstance(sock, socket.socket)
             sock.recv(65536)
     rss_before = rss_kib(pid)
-    cpu_before = cpu_s(pid)
+    cpu_before = cpu_seconds(pid)
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         for key, _ in selector.select(0.5):
@@ -129,7 +115,7 @@ def hold_sse(address: tuple[str, int], n: int, seconds: float, pid: int) -> dict
             assert isinstance(sock, socket.socket)
             events[sock] += sock.recv(65536).count(b"event: time\n")
     elapsed = time.monotonic() - start
-    cpu = cpu_s(pid) - cpu_before
+    cpu = cpu_seconds(pid) - cpu_before
     rss_after = rss_kib(pid)
     counts = list(events.values())
     selector.close()

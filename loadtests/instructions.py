@@ -1,42 +1,109 @@
 """Instructions per request, counted by callgrind: a figure that noise cannot move.
 
-    python3 loadtests/instructions.py [--path parse|full]
+    python3 loadtests/instructions.py [--path floor,parse,full,post,pipelined|all]
 
 Timing a hot path on a shared machine is noisy; counting the instructions it
-executes is not. This runs a request loop under ``valgrind --tool=callgrind``
-twice, with 2,000 and with 4,000 requests, and divides the difference by
-2,000, so start-up and imports cancel out.
+executes is not. For each path this runs a request loop under ``valgrind
+--tool=callgrind`` twice, with :data:`LOW` and with :data:`HIGH` requests, and
+divides the difference of the two counts by ``HIGH - LOW``: start-up, imports
+and the first requests (while CPython's adaptive interpreter warms up) are in
+both runs and cancel out, the same way for every path.
 
+``floor``: the least a server in Python can do: a bare ``selectors`` loop on
+one end of a socket pair reads the request, finds the end of its head with
+``find(b"\\r\\n\\r\\n")`` and sends a fixed response. It is measured exactly
+like ``full`` (the same request, the client's side in the same process).
 ``parse``: parse, route, handle and frame one keep-alive GET, with no socket.
-``full``: the same request through a real :class:`~reactor.connection.Connection`
+``full``: the same GET through a real :class:`~reactor.connection.Connection`
 on a socket pair, one ``loop.run_once()`` per request (the client's send and
 recv in the same process are counted too).
+``post``: ``full`` with ``POST /echo`` and a 1 KiB body (echoed back).
+``pipelined``: ``full`` with 16 GETs in one send; the figure is per request.
 
-Needs Debian's ``valgrind``.
+When ``floor`` is measured with other paths, each is also given as a multiple
+of it. ``--out FILE`` writes the figures as JSON (``docs/instructions.json`` is
+the one ``docs/benchmarks.md`` shows). Needs Debian's ``valgrind``;
+``--run PATH COUNT`` runs one loop without it (what callgrind runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import re
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+BODY = b"x" * 1024
+POST = (
+    b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
+    b"Content-Type: application/octet-stream\r\nContent-Length: 1024\r\n\r\n" + BODY
+)
+DEPTH = 16
+HELLO = b"Hello, World!"
+#: What the floor answers: a response head of the size of reactor's, and the body.
+FLOOR_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: reactor\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n" + HELLO
+)
+#: The two run lengths, in requests; multiples of :data:`DEPTH`.
+LOW, HIGH = 2000, 4000
+#: Every path, in the order they are measured and shown, and what it runs.
+DESCRIPTIONS = {
+    "floor": 'a bare `selectors` loop: `recv`, `find(b"\\r\\n\\r\\n")`, a fixed answer (GET)',
+    "parse": "parse, route, handle and frame one GET, no socket",
+    "full": "one GET through a `Connection`, one loop pass",
+    "post": "`POST /echo` with a 1 KiB body through a `Connection`",
+    "pipelined": f"{DEPTH} GETs in one send through a `Connection`, per request",
+}
+PATHS = tuple(DESCRIPTIONS)
 
 
-def run_parse(count: int) -> None:
+def _floor() -> tuple[Callable[[], None], socket.socket]:
+    """A bare selectors loop on one end of a socket pair: one pass, and the other end.
+
+    A pass reads what is there, finds the end of the request head and sends a
+    fixed answer: no parse, no routing, no state, no timers (one request a read,
+    as in ``full``).
+    """
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    selector = selectors.DefaultSelector()
+    buffer = bytearray()
+
+    def on_readable() -> None:
+        buffer.extend(ours.recv(65536))
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            del buffer[: end + 4]
+            ours.send(FLOOR_RESPONSE)
+
+    def run_once() -> None:
+        for key, _mask in selector.select():
+            key.data()
+
+    selector.register(ours, selectors.EVENT_READ, on_readable)
+    return run_once, theirs
+
+
+def run_parse(count: int) -> int:
     from loadtests.hello import app
     from reactor import Config
     from reactor.http.parser import RequestParser
     from reactor.http.response import encode_head
 
     parser = RequestParser(Config())
+    answered = 0
     for _ in range(count):
         parser.receive_data(REQUEST)
         request = parser.next_event()
@@ -44,9 +111,12 @@ def run_parse(count: int) -> None:
         response = app.handle(request)  # type: ignore[arg-type]
         encode_head(response, len(response.body), keep_alive=True)
         parser.start_next_cycle()
+        answered += response.body == HELLO
+    return answered
 
 
-def run_full(count: int) -> None:
+def _connection() -> tuple[Callable[[], None], socket.socket]:
+    """reactor's :class:`Connection` on one end of a socket pair: one loop pass, and the other end."""
     from loadtests.hello import app
     from reactor import Config, Server
     from reactor.connection import Connection
@@ -58,10 +128,56 @@ def run_full(count: int) -> None:
     connection = Connection(ours, ("127.0.0.1", 1), server.loop, config, app, server)
     server.connections.add(connection)
     connection.start()
-    for _ in range(count):
-        theirs.send(REQUEST)
-        server.loop.run_once()
-        assert theirs.recv(65536).endswith(b"Hello, World!")
+    return server.loop.run_once, theirs
+
+
+def _exchange(
+    serve: tuple[Callable[[], None], socket.socket], count: int, request: bytes, per_send: int, end: bytes
+) -> int:
+    """The client's side: send ``request`` ``per_send`` times in one send, run the server's
+    loop until every answer is in (each ends with ``end``); returns the answers counted.
+
+    The same for every path that has a socket, so that their figures compare.
+    """
+    run_once, theirs = serve
+    batch = request * per_send
+    answered = 0
+    for _ in range(count // per_send):
+        theirs.send(batch)
+        got = 0
+        while got < per_send:
+            run_once()
+            try:
+                got += theirs.recv(1 << 20, socket.MSG_DONTWAIT).count(end)
+            except BlockingIOError:
+                pass  # that pass sent nothing yet
+        answered += got
+    return answered
+
+
+def run_floor(count: int) -> int:
+    return _exchange(_floor(), count, REQUEST, 1, HELLO)
+
+
+def run_full(count: int) -> int:
+    return _exchange(_connection(), count, REQUEST, 1, HELLO)
+
+
+def run_post(count: int) -> int:
+    return _exchange(_connection(), count, POST, 1, BODY)
+
+
+def run_pipelined(count: int) -> int:
+    return _exchange(_connection(), count, REQUEST, DEPTH, HELLO)
+
+
+RUNS: dict[str, Callable[[int], int]] = {
+    "floor": run_floor,
+    "parse": run_parse,
+    "full": run_full,
+    "post": run_post,
+    "pipelined": run_pipelined,
+}
 
 
 def collected(path: str, count: int) -> int:
@@ -81,7 +197,7 @@ def collected(path: str, count: int) -> int:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=True,
     )
     match = re.search(r"Collected : (\d+)", result.stderr)
@@ -90,19 +206,70 @@ def collected(path: str, count: int) -> int:
     return int(match.group(1))
 
 
+def per_request(low: int, high: int) -> int:
+    """Instructions per request from the counts of a LOW and a HIGH run: start-up cancels out."""
+    return (high - low) // (HIGH - LOW)
+
+
+def _paths(text: str) -> list[str]:
+    names = list(PATHS) if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PATHS]
+    if unknown or not names:
+        known = ", ".join(PATHS)
+        raise argparse.ArgumentTypeError(
+            f"unknown path {', '.join(unknown) or '(none)'}; choose from {known}"
+        )
+    return [name for name in PATHS if name in names]
+
+
+def _report(figures: dict[str, int], argv: list[str] | None) -> dict[str, Any]:
+    """The figures and what they depend on, for ``--out`` (``docs/benchmarks.md`` shows them)."""
+    from loadtests.bench.servers import reactor_fingerprint
+
+    def output(*command: str) -> str:
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+    return {
+        "command": ["python3", "loadtests/instructions.py", *(argv if argv is not None else sys.argv[1:])],
+        "python": platform.python_version(),
+        "valgrind": output("valgrind", "--version"),
+        "git": output("git", "describe", "--always", "--dirty"),
+        "reactor_sources_sha256": reactor_fingerprint(ROOT),
+        "requests": [LOW, HIGH],
+        "descriptions": {path: DESCRIPTIONS[path] for path in figures},
+        "instructions_per_request": figures,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Instructions per request, counted by callgrind.")
-    parser.add_argument("--path", choices=["parse", "full"], default="full")
-    parser.add_argument("--run", nargs=2, metavar=("PATH", "COUNT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--path",
+        type=_paths,
+        default=["full"],
+        help=f"comma list of {', '.join(PATHS)}, or all (default full)",
+    )
+    parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--run", nargs=2, metavar=("PATH", "COUNT"), help="run one loop, without callgrind")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # this checkout's reactor and loadtests, whoever runs the script
     if args.run:
-        sys.path.insert(0, str(ROOT))
-        (run_parse if args.run[0] == "parse" else run_full)(int(args.run[1]))
-        return 0
+        path, count = args.run[0], int(args.run[1])
+        answered = RUNS[path](count)
+        print(f"{path}: {answered} of {count} requests answered")
+        return 0 if answered == count else 1
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    low, high = collected(args.path, 2000), collected(args.path, 4000)
-    print(f"{args.path}: {(high - low) // 2000} instructions per request")
+    figures: dict[str, int] = {}
+    for path in args.path:
+        figures[path] = per_request(collected(path, LOW), collected(path, HIGH))
+        floor = figures.get("floor")
+        times = f" ({figures[path] / floor:.2f}x floor)" if floor and path != "floor" else ""
+        print(f"{path}: {figures[path]:,} instructions per request{times}", flush=True)
+    if "floor" in figures and "full" in figures:
+        print(f"full/floor: {figures['full'] / figures['floor']:.2f}")
+    if args.out is not None:
+        args.out.write_text(json.dumps(_report(figures, argv), indent=2) + "\n")
     return 0
 
 

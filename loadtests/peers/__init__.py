@@ -1,1 +1,1 @@
-"""Peer servers that ``loadtests/bench.py`` measures reactor against."""
+"""Peer servers that ``python3 -m loadtests.bench`` measures reactor against."""

@@ -1,0 +1,45 @@
+"""The instruction-count harness in loadtests/ runs every path, and every request gets its answer.
+
+Counting needs valgrind and minutes; ``--run PATH COUNT`` runs the same loop
+that callgrind counts, without it: that loop must send the request, get the
+answer (checked by its last bytes) and stop, for every path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "loadtests" / "instructions.py"
+
+
+@pytest.mark.parametrize("path", ["floor", "parse", "full", "post", "pipelined"])
+def test_every_path_answers_every_request(path: str) -> None:
+    # 64: a few pipelined batches of 16, and enough for the others.
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--run", path, "64"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"{path}: 64 of 64 requests answered"
+
+
+def test_an_unknown_path_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--path", "floor,nosuch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown path nosuch" in result.stderr
