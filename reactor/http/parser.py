@@ -47,12 +47,11 @@ from .grammar import (
     ABSOLUTE_FORM_RE,
     CHUNK_LINE_RE,
     CONTENT_LENGTH_RE,
-    FIELD_BLOCK_RE,
     FIELD_LINE_RE,
-    HEAD_RE,
     HOST_RE,
     OTHER_VERSION_RE,
     REQUEST_LINE_RE,
+    REQUEST_START,
     TOKEN_RE,
 )
 from .request import Headers, Request
@@ -114,7 +113,7 @@ _ERROR = _Phase.ERROR
 
 # Header fields the parser itself must understand to frame the message.
 _FRAMING_FIELDS = frozenset(("content-length", "transfer-encoding", "host", "connection", "expect"))
-# Longest chunk-size line (size plus extensions) we wait for.
+# Longest chunk-size line (size, extensions and CRLF) we wait for.
 _MAX_CHUNK_LINE_BYTES = 4096
 
 
@@ -124,26 +123,34 @@ class RequestParser:
     __slots__ = (
         "limits",
         "_buf",
+        "_pos",
         "_scan_from",
+        "_line_start",
         "_phase",
         "_request",
         "_left",
-        "_parts",
-        "_body_size",
+        "_body",
+        "_counted",
         "_eof",
         "_error",
     )
 
     def __init__(self, limits: ParserLimits) -> None:
         self.limits = limits
-        # Empty is the shared b"": an idle connection owns no buffer.
+        # Received bytes; those before _pos are parsed already. Empty is the
+        # shared b"": an idle connection owns no buffer.
         self._buf: bytes | bytearray = b""
+        self._pos = 0
+        # Where the next search for a line end resumes, and where the line
+        # being received began (both counted from _pos), so that bytes
+        # trickled in are each looked at once.
         self._scan_from = 0
+        self._line_start = 0
         self._phase = _HEAD
         self._request: Request | None = None
-        self._left = 0
-        self._parts: list[bytes] | None = None
-        self._body_size = 0
+        self._left = 0  # body or chunk data still to come
+        self._body: bytes | bytearray = b""
+        self._counted = 0  # bytes of the chunked body so far, framing included
         self._eof = False
         self._error: ProtocolError | None = None
 
@@ -153,19 +160,30 @@ class RequestParser:
         """Add bytes from the peer; ``b""`` means the peer will send no more."""
         if not data:
             self._eof = True
-        elif not self._buf:
+            return
+        buf = self._buf
+        if not buf:
             # No copy of bytes: most requests arrive in one piece. A caller's
             # bytearray is copied, since the caller may reuse it.
             self._buf = data if type(data) is bytes else bytes(data)
-        elif isinstance(self._buf, bytearray):
-            self._buf += data
+            return
+        # Parsed bytes are dropped now, when new ones arrive, and not each
+        # time a request or chunk is consumed: consuming only moves _pos.
+        pos = self._pos
+        if isinstance(buf, bytes):
+            grown = bytearray(memoryview(buf)[pos:])  # what is left, copied once
+            grown += data
+            self._buf = grown
         else:
-            self._buf = bytearray(self._buf) + data
+            if pos:
+                del buf[:pos]  # O(1): CPython moves a bytearray's start
+            buf += data
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
         """How many received bytes are waiting to be parsed."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
     @property
     def eof(self) -> bool:
@@ -213,75 +231,118 @@ class RequestParser:
             raise
 
     def _consume(self, n: int) -> None:
-        buf = self._buf
-        self._buf = b"" if n >= len(buf) else buf[n:]
+        """Mark ``n`` more bytes as parsed: O(1), nothing is copied."""
+        pos = self._pos + n
+        if pos >= len(self._buf):
+            self._buf = b""  # the buffer is released at once
+            self._pos = 0
+        else:
+            self._pos = pos
 
     def _read_head(self) -> Request | Event:
         buf = self._buf
         if not buf:
             return CLOSED if self._eof else NEED_DATA
-        if buf[0] == 13 and buf.startswith(b"\r\n"):
+        pos = self._pos
+        first = buf[pos]
+        if not REQUEST_START[first]:
+            # Not the start of a request line: say so at once, not when the
+            # header timeout runs out.
+            raise _not_a_request(buf, pos)
+        if first == 13 and buf.startswith(b"\r\n", pos):
             # RFC 9112 §2.2: ignore empty lines before the request-line.
-            skip = 2
+            skip = pos + 2
             while buf.startswith(b"\r\n", skip):
                 skip += 2
-            self._consume(skip)
-            self._scan_from = 0
+            self._consume(skip - pos)
+            self._scan_from = self._line_start = 0
             return self._read_head()
 
-        end = buf.find(b"\r\n\r\n", self._scan_from)
+        seen = self._scan_from
+        # Resume 3 bytes back: "\r\n\r" may have ended the last read.
+        scan = pos + seen - 3 if seen > 3 else pos
+        end = buf.find(b"\r\n\r\n", scan) if scan else buf.find(b"\r\n\r\n")
         if end == -1:
-            self._check_incomplete_head(buf)
+            self._check_incomplete_head(buf, pos, pos + seen)
             if self._eof:
                 raise BadRequest("connection closed in the middle of a request head")
             return NEED_DATA
 
         limits = self.limits
-        line_end = buf.find(b"\r\n")
-        if line_end > limits.max_request_line_bytes:
-            raise URITooLong(f"request line is {line_end} bytes")
-        if end + 4 > limits.max_head_bytes:
-            raise HeadersTooLarge(f"request head is {end + 4} bytes")
-        head = buf[: end + 2].decode("latin-1")
-        self._consume(end + 4)
-        self._scan_from = 0
+        size = end + 4 - pos
+        if size > limits.max_head_bytes:
+            line_end = buf.find(b"\r\n", pos) - pos
+            if line_end > limits.max_request_line_bytes:
+                raise URITooLong(f"request line is {line_end} bytes")
+            raise HeadersTooLarge(f"request head is {size} bytes")
+        # The lines, without their CRLFs: split on exactly CRLF, nothing else
+        # (one pass in C; str.splitlines() would also split on \x0b, \x85...).
+        lines = buf[pos:end].decode("latin-1").split("\r\n")
+        if end + 4 < len(buf):
+            self._pos = end + 4
+        else:
+            self._buf = b""  # consumed: the buffer is released at once
+            self._pos = 0
+        if seen:
+            self._scan_from = self._line_start = 0
 
-        # One fullmatch validates the request line and every field line.
-        match = HEAD_RE.fullmatch(head)
+        line = lines[0]
+        if len(line) > limits.max_request_line_bytes:
+            raise URITooLong(f"request line is {len(line)} bytes")
+        match = REQUEST_LINE_RE.fullmatch(line)
         if match is None:
-            raise _head_error(head, line_end, limits.max_header_line_bytes)
-        method, target, major, minor, block = match.group(1, 2, 3, 4, 5)
+            raise _request_line_error(line)
+        method, target, major, minor = match.groups()
         if major != "1" or minor not in {"1", "0"}:
             raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
         http11 = minor == "1"
-        found = _parse_fields(block, limits, validated=True) if block else []
 
+        # One fullmatch per field line, in order; a line's length, then its
+        # form, then the field count are checked as each line is reached.
         fields: list[tuple[str, str]] = []
         framing: list[tuple[str, str]] = []
-        for name, value in found:
-            name = name.lower()
-            value = value.rstrip(" \t")  # trailing OWS; only SP and HTAB
-            fields.append((name, value))
-            if name in _FRAMING_FIELDS:
-                framing.append((name, value))
+        count = len(lines) - 1
+        if count:
+            max_count = limits.max_header_count
+            if count > max_count:
+                del lines[max_count + 2 :]  # the lines after the first one too many
+            max_line = limits.max_header_line_bytes
+            long_lines = size > max_line  # else no line can be over the limit
+            field_line = FIELD_LINE_RE.fullmatch
+            for line in lines[1:]:
+                if long_lines and len(line) > max_line:
+                    raise HeadersTooLarge(f"header line of {len(line)} bytes")
+                match = field_line(line)
+                if match is None:
+                    raise _field_error(line)
+                name, value = match.groups()
+                name = name.lower()
+                value = value.rstrip(" \t")  # trailing OWS; only SP and HTAB
+                fields.append((name, value))
+                if name in _FRAMING_FIELDS:
+                    framing.append((name, value))
+            if count > max_count:
+                raise HeadersTooLarge(f"more than {max_count} header fields")
 
         # Defaults: HTTP/1.1 persists unless told otherwise; 1.0 only if asked.
         keep_alive = http11
         content_length: int | None = None
         codings: list[str] | None = None
         hosts = 0
+        host = ""
         expect_continue = False
         for name, value in framing:
-            if name == "content-length":
+            if name == "host":  # the one in every request, so tested first
+                hosts += 1
+                if HOST_RE.fullmatch(value) is None:
+                    raise BadRequest(f"invalid Host {shorten(value)}")
+                host = value
+            elif name == "content-length":
                 content_length = _content_length(value, content_length)
             elif name == "transfer-encoding":
                 if codings is None:
                     codings = []
                 codings.extend(_list_elements(value))
-            elif name == "host":
-                hosts += 1
-                if HOST_RE.fullmatch(value) is None:
-                    raise BadRequest(f"invalid Host {shorten(value)}")
             elif name == "connection":
                 tokens = _list_elements(value)
                 if "close" in tokens:
@@ -305,7 +366,11 @@ class RequestParser:
             else:
                 raw_path, query = target[:query_at], target[query_at + 1 :]
         else:
-            raw_path, query = _split_target(method, target)
+            raw_path, query, authority = _split_target(method, target)
+            if authority is not None:
+                # RFC 9112 §3.2.2: the target's authority, not Host, names
+                # the host (Host was still checked above, as §3.2 asks).
+                host = authority
 
         chunked = False
         if codings is not None:
@@ -331,111 +396,168 @@ class RequestParser:
             expect_continue,
             content_length,
             chunked,
+            b"",
+            host,
         )
         self._request = request
         if chunked:
             self._phase = _CHUNK_SIZE
-            self._parts = []
-            self._body_size = 0
+            self._counted = 0
         elif content_length:
             self._phase = _BODY
             self._left = content_length
-            self._parts = []
         else:
             request.expect_continue = False  # nothing to continue with
             self._phase = _COMPLETE
         return request
 
-    def _check_incomplete_head(self, buf: bytes | bytearray) -> None:
-        """Enforce the head's limits and refuse bare LF before it is complete."""
+    def _check_incomplete_head(self, buf: bytes | bytearray, pos: int, scan: int) -> None:
+        """Enforce the head's limits and refuse bare LF before it is complete.
+
+        Only the bytes that arrived since the last call are searched: each
+        line end is found once, and each finished line is measured once.
+        """
         limits = self.limits
-        start = max(self._scan_from - 1, 0)
-        lf = buf.find(b"\n", start)
+        line_start = pos + self._line_start
+        lf = buf.find(b"\n", scan)  # only the bytes that are new
         while lf != -1:
-            if lf == 0 or buf[lf - 1] != 13:
+            if lf == pos or buf[lf - 1] != 13:
                 raise BadRequest("bare LF in request head")
-            lf = buf.find(b"\n", lf + 1)
+            length = lf - 1 - line_start
+            if line_start == pos:
+                if length > limits.max_request_line_bytes:
+                    raise URITooLong(f"request line is {length} bytes")
+            elif length > limits.max_header_line_bytes:
+                raise HeadersTooLarge(f"header line of {length} bytes")
+            line_start = lf + 1
+            lf = buf.find(b"\n", line_start)
         # A CR at the very end may be the first half of a CRLF: not counted.
-        size = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
-        line_end = buf.find(b"\r\n")
-        if line_end == -1:
-            if size > limits.max_request_line_bytes:
+        size = len(buf) - 1 if buf[-1] == 13 else len(buf)
+        if line_start == pos:
+            if size - pos > limits.max_request_line_bytes:
                 raise URITooLong(f"request line over {limits.max_request_line_bytes} bytes")
-        else:
-            if line_end > limits.max_request_line_bytes:
-                raise URITooLong(f"request line is {line_end} bytes")
-            last = buf.rfind(b"\r\n")
-            if size - last - 2 > limits.max_header_line_bytes:
-                raise HeadersTooLarge(f"header line over {limits.max_header_line_bytes} bytes")
-        if len(buf) > limits.max_head_bytes:
+        elif size - line_start > limits.max_header_line_bytes:
+            raise HeadersTooLarge(f"header line over {limits.max_header_line_bytes} bytes")
+        if len(buf) - pos > limits.max_head_bytes:
             raise HeadersTooLarge(f"request head over {limits.max_head_bytes} bytes")
-        self._scan_from = max(len(buf) - 3, 0)
+        self._line_start = line_start - pos
+        self._scan_from = len(buf) - pos
 
     def _read_body(self) -> Event:
         while True:
             phase = self._phase
             buf = self._buf
+            pos = self._pos
+            have = len(buf) - pos
             if phase is _BODY:
                 left = self._left
                 if left:
-                    if not buf:
+                    if not have:
                         return self._need_body()
-                    assert self._parts is not None
-                    if len(buf) <= left:
-                        self._parts.append(bytes(buf))
+                    if have <= left:
+                        # All that is buffered is body: taken without a copy
+                        # when it is the whole buffer (ours, in either type).
+                        self._add_body(buf[pos:] if pos else buf)
                         self._buf = b""
-                        self._left = left - len(buf)
+                        self._pos = 0
+                        self._left = left - have
                         if self._left:
                             return self._need_body()
                     else:
-                        self._parts.append(bytes(buf[:left]))
+                        self._add_body(buf[pos : pos + left])
                         self._consume(left)
                         self._left = 0
                 return self._finish()
             if phase is _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end == -1:
-                    if b"\n" in buf:
-                        raise BadRequest("bare LF in chunk size line")
-                    if len(buf) > _MAX_CHUNK_LINE_BYTES:
-                        raise BadRequest("chunk size line too long")
+                self._read_chunk_line(buf, pos, have)
+                if self._phase is _CHUNK_SIZE:
                     return self._need_body()
-                line = buf[:end].decode("latin-1")
-                match = CHUNK_LINE_RE.fullmatch(line)
-                if match is None:
-                    raise BadRequest(f"invalid chunk size line {shorten(line)}")
-                size = int(match.group(1), 16)
-                self._consume(end + 2)
-                if size == 0:
-                    self._phase = _TRAILERS
-                    continue
-                self._body_size += size
-                if self._body_size > self.limits.max_body_bytes:
-                    raise BodyTooLarge(f"chunked body over {self.limits.max_body_bytes} bytes")
-                self._left = size
-                self._phase = _CHUNK_DATA
             elif phase is _CHUNK_DATA:
-                if not buf:
+                left = self._left
+                if have >= left + 2:
+                    # The common case: the data and its CRLF are both here.
+                    if buf[pos + left] != 13 or buf[pos + left + 1] != 10:
+                        raise BadRequest("chunk data not followed by CRLF")
+                    self._add_body(buf[pos : pos + left])
+                    self._consume(left + 2)
+                    self._phase = _CHUNK_SIZE
+                    continue
+                if not have:
                     return self._need_body()
-                assert self._parts is not None
-                take = min(self._left, len(buf))
-                self._parts.append(bytes(buf[:take]))
+                take = self._left if self._left < have else have
+                self._add_body(buf[pos : pos + take])
                 self._consume(take)
                 self._left -= take
                 if self._left:
                     return self._need_body()
                 self._phase = _CHUNK_CRLF
             elif phase is _CHUNK_CRLF:
-                if len(buf) < 2:
-                    if buf and buf != b"\r":
+                if have < 2:
+                    if have and buf[pos] != 13:
                         raise BadRequest("chunk data not followed by CRLF")
                     return self._need_body()
-                if not buf.startswith(b"\r\n"):
+                if not buf.startswith(b"\r\n", pos):
                     raise BadRequest("chunk data not followed by CRLF")
                 self._consume(2)
                 self._phase = _CHUNK_SIZE
             else:  # _TRAILERS
                 return self._read_trailers()
+
+    def _read_chunk_line(self, buf: bytes | bytearray, pos: int, have: int) -> None:
+        """Parse a chunk-size line if it is complete; else check what has come.
+
+        Every byte of a chunked body counts toward ``max_body_bytes``: the
+        size lines and their extensions, the data, and the CRLF after the
+        data (the trailer section counts toward the head limits instead).
+        One line is also bounded by ``_MAX_CHUNK_LINE_BYTES``, CRLF included.
+        """
+        room = self.limits.max_body_bytes - self._counted
+        seen = self._scan_from
+        # Resume 1 byte back: a CR may have ended the last read.
+        end = buf.find(b"\r\n", pos + seen - 1 if seen else pos)
+        if end == -1:
+            if buf.find(b"\n", pos + seen) != -1:
+                raise BadRequest("bare LF in chunk size line")
+            _check_chunk_line(have, room)
+            self._scan_from = have
+            return
+        length = end + 2 - pos
+        _check_chunk_line(length, room)
+        match = CHUNK_LINE_RE.fullmatch(buf, pos, end)  # on the bytes: no copy
+        if match is None:
+            raise BadRequest(f"invalid chunk size line {shorten(bytes(buf[pos:end]))}")
+        size = int(match.group(1), 16)
+        self._consume(length)
+        if seen:
+            self._scan_from = 0
+        if size == 0:
+            self._counted += length
+            self._phase = _TRAILERS
+            return
+        # The data and its CRLF are counted as soon as they are announced.
+        counted = self._counted + length + size + 2
+        if counted > self.limits.max_body_bytes:
+            raise BodyTooLarge(f"chunked body over {self.limits.max_body_bytes} bytes")
+        self._counted = counted
+        self._left = size
+        self._phase = _CHUNK_DATA
+
+    def _add_body(self, piece: bytes | bytearray) -> None:
+        """Append to the body: one buffer, however small the pieces.
+
+        A body that arrives in one piece is kept as it is (no copy); from
+        the second piece on, pieces are appended to one ``bytearray``, so a
+        body of a million tiny chunks costs what its bytes cost.
+        """
+        body = self._body
+        if not body:
+            self._body = piece
+        elif type(body) is bytes:
+            grown = bytearray(body)
+            grown += piece
+            self._body = grown
+        else:
+            body += piece
 
     def _need_body(self) -> Event:
         if self._eof:
@@ -444,55 +566,99 @@ class RequestParser:
 
     def _read_trailers(self) -> Event:
         # RFC 9112 §7.1.2: trailer-section = *( field-line CRLF ), then CRLF.
+        # The section is held to the head's limits: line, size and count.
         buf = self._buf
-        if buf.startswith(b"\r\n"):
+        if not buf:
+            return self._need_body()
+        pos = self._pos
+        if buf.startswith(b"\r\n", pos):
             self._consume(2)
             return self._finish()
-        end = buf.find(b"\r\n\r\n")
         limits = self.limits
+        seen = self._scan_from
+        end = buf.find(b"\r\n\r\n", pos + seen - 3 if seen > 3 else pos)
         if end == -1:
-            if len(buf) > limits.max_head_bytes:
+            line_start = pos + self._line_start
+            lf = buf.find(b"\n", pos + seen)
+            while lf != -1:
+                if lf == pos or buf[lf - 1] != 13:
+                    raise BadRequest("bare LF in trailer section")
+                if lf - 1 - line_start > limits.max_header_line_bytes:
+                    raise HeadersTooLarge(f"trailer line of {lf - 1 - line_start} bytes")
+                line_start = lf + 1
+                lf = buf.find(b"\n", line_start)
+            size = len(buf) - 1 if buf[-1] == 13 else len(buf)
+            if size - line_start > limits.max_header_line_bytes:
+                raise HeadersTooLarge(f"trailer line over {limits.max_header_line_bytes} bytes")
+            if len(buf) - pos > limits.max_head_bytes:
                 raise HeadersTooLarge("trailer section too large")
-            if len(buf) >= 2 and b"\n" in buf.replace(b"\r\n", b""):
-                raise BadRequest("bare LF in trailer section")
+            self._line_start = line_start - pos
+            self._scan_from = len(buf) - pos
             return self._need_body()
-        if end + 4 > limits.max_head_bytes:
+        if end + 4 - pos > limits.max_head_bytes:
             raise HeadersTooLarge("trailer section too large")
-        block = buf[: end + 2].decode("latin-1")
-        self._consume(end + 4)
-        found = _parse_fields(block, limits)
+        block = buf[pos:end].decode("latin-1")
+        self._consume(end + 4 - pos)
+        self._scan_from = self._line_start = 0
         assert self._request is not None
-        self._request.trailers = Headers([(name.lower(), value.rstrip(" \t")) for name, value in found])
+        self._request.trailers = Headers(_field_lines(block, limits))
         return self._finish()
 
     def _finish(self) -> Event:
         request = self._request
         assert request is not None
-        parts = self._parts
-        if parts:
-            request.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._parts = None
+        body = self._body
+        if body:
+            request.body = body if type(body) is bytes else bytes(body)
+            self._body = b""
         self._phase = _DONE
         return END_OF_MESSAGE
 
 
-def _parse_fields(block: str, limits: ParserLimits, validated: bool = False) -> list[tuple[str, str]]:
-    """Validate a header or trailer block (lines ending in CRLF); its fields.
+def _check_chunk_line(length: int, room: int) -> None:
+    """Refuse a chunk-size line of ``length`` bytes so far, if it is too long.
 
-    The whole block is checked with one fullmatch (unless the caller's match
-    already did); only when that fails are the lines walked to say what is
-    wrong.
+    Of the two bounds (what is left of the body limit, and the longest line)
+    the smaller is hit first, however the line arrives, and names the error.
     """
-    if not validated and FIELD_BLOCK_RE.fullmatch(block) is None:
-        raise _field_error(block, limits.max_header_line_bytes)
-    found: list[tuple[str, str]] = FIELD_LINE_RE.findall(block)  # values keep trailing OWS
-    if len(found) > limits.max_header_count:
-        raise HeadersTooLarge(f"{len(found)} header fields")
-    if len(block) > limits.max_header_line_bytes:
-        for line in block.split("\r\n"):
-            if len(line) > limits.max_header_line_bytes:
-                raise HeadersTooLarge(f"header line of {len(line)} bytes")
-    return found
+    if length > room or length > _MAX_CHUNK_LINE_BYTES:
+        if room <= _MAX_CHUNK_LINE_BYTES:
+            raise BodyTooLarge("chunked body over its limit (chunk-size lines count)")
+        raise BadRequest(f"chunk size line over {_MAX_CHUNK_LINE_BYTES} bytes")
+
+
+def _field_lines(block: str, limits: ParserLimits) -> list[tuple[str, str]]:
+    """The fields of a trailer section's lines (CRLFs removed, joined by CRLF).
+
+    The same rules as the head's field lines, checked in the same order:
+    each line's length, then its form, then the field count, line by line.
+    Names are lower-cased, trailing OWS is trimmed.
+    """
+    fields: list[tuple[str, str]] = []
+    room = limits.max_header_count
+    for line in block.split("\r\n"):
+        if len(line) > limits.max_header_line_bytes:
+            raise HeadersTooLarge(f"header line of {len(line)} bytes")
+        match = FIELD_LINE_RE.fullmatch(line)
+        if match is None:
+            raise _field_error(line)
+        if not room:
+            raise HeadersTooLarge(f"more than {limits.max_header_count} header fields")
+        room -= 1
+        name, value = match.groups()
+        fields.append((name.lower(), value.rstrip(" \t")))
+    return fields
+
+
+def _not_a_request(buf: bytes | bytearray, pos: int) -> ProtocolError:
+    """The error for a first octet that cannot begin a request line."""
+    first = buf[pos]
+    if first == 10:
+        return BadRequest("bare LF in request head")
+    if first == 0x16 and buf[pos + 1 : pos + 2] in (b"", b"\x03"):
+        # A TLS record of type handshake (22), version 3.x: a ClientHello.
+        return BadRequest("TLS handshake on a plain-HTTP port (this server speaks HTTP without TLS)")
+    return BadRequest(f"not an HTTP request: first byte 0x{first:02x} cannot start a request line")
 
 
 def _list_elements(value: str) -> list[str]:
@@ -538,41 +704,42 @@ def _check_codings(codings: list[str]) -> None:
         raise NotImplementedCoding(f"transfer coding {shorten(other)} is not implemented")
 
 
-def _split_target(method: str, target: str) -> tuple[str, str]:
-    """The raw path and query string of a request-target (RFC 9112 §3.2)."""
+def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
+    """The raw path, query string and authority of a request-target (RFC 9112 §3.2).
+
+    The authority is None unless the target is in absolute-form.
+    """
     if "#" in target:
         raise BadRequest("fragment in request target")
+    authority = None
     if target[0] == "/":
         rest = target  # origin-form
     elif target == "*":
         if method != "OPTIONS":
             raise BadRequest("asterisk-form is only for OPTIONS")
-        return "*", ""
+        return "*", "", None
     else:
         match = ABSOLUTE_FORM_RE.match(target)
         if match is None:
             if method == "CONNECT":
                 raise NotImplementedCoding("CONNECT is not implemented")
             raise BadRequest(f"invalid request target {shorten(target)}")
+        authority = match.group(1)
+        if "@" in authority:
+            # RFC 9110 §4.2.4: userinfo in an http URI is refused.
+            raise BadRequest(f"userinfo in the request target {shorten(target)}")
+        if HOST_RE.fullmatch(authority) is None:
+            raise BadRequest(f"invalid authority in the request target {shorten(target)}")
+        if authority[:1] in ("", ":"):
+            # RFC 9110 §4.2.1: an http URI with an empty host is invalid.
+            raise BadRequest(f"no host in the request target {shorten(target)}")
         rest = target[match.end() :]
         if not rest.startswith("/"):
             rest = "/" + rest
     query_at = rest.find("?")
     if query_at == -1:
-        return rest, ""
-    return rest[:query_at], rest[query_at + 1 :]
-
-
-def _head_error(head: str, line_end: int, max_line: int) -> ProtocolError:
-    """Say what is wrong with a head that did not match: its line, or a field."""
-    line = head[:line_end]
-    match = REQUEST_LINE_RE.fullmatch(line)
-    if match is None:
-        return _request_line_error(line)
-    major, minor = match.group(3, 4)
-    if major != "1" or minor not in {"1", "0"}:
-        return VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
-    return _field_error(head[line_end + 2 :], max_line)
+        return rest, "", authority
+    return rest[:query_at], rest[query_at + 1 :], authority
 
 
 def _request_line_error(line: str) -> ProtocolError:
@@ -583,24 +750,18 @@ def _request_line_error(line: str) -> ProtocolError:
     return BadRequest(f"invalid request line {shorten(line)}")
 
 
-def _field_error(block: str, max_line: int) -> ProtocolError:
-    """Say precisely what is wrong with a header block that did not match."""
-    for line in block.split("\r\n")[:-1]:
-        if len(line) > max_line:
-            return HeadersTooLarge(f"header line of {len(line)} bytes")
-        if FIELD_LINE_RE.fullmatch(line + "\r\n"):
-            continue
-        if line[:1] in (" ", "\t"):
-            return BadRequest(f"obsolete line folding {shorten(line)}")
-        if "\n" in line or "\r" in line:
-            return BadRequest(f"bare CR or LF in {shorten(line)}")
-        colon = line.find(":")
-        if colon == -1:
-            return BadRequest(f"header line without a colon {shorten(line)}")
-        name = line[:colon]
-        if name[-1:] in (" ", "\t"):
-            return BadRequest(f"whitespace before the colon in {shorten(line)}")
-        if TOKEN_RE.fullmatch(name) is None:
-            return BadRequest(f"invalid header name {shorten(name)}")
-        return BadRequest(f"invalid character in header value {shorten(line)}")
-    return BadRequest("malformed header block")
+def _field_error(line: str) -> ProtocolError:
+    """Say precisely what is wrong with a field line that did not match."""
+    if line[:1] in (" ", "\t"):
+        return BadRequest(f"obsolete line folding {shorten(line)}")
+    if "\n" in line or "\r" in line:
+        return BadRequest(f"bare CR or LF in {shorten(line)}")
+    colon = line.find(":")
+    if colon == -1:
+        return BadRequest(f"header line without a colon {shorten(line)}")
+    name = line[:colon]
+    if name[-1:] in (" ", "\t"):
+        return BadRequest(f"whitespace before the colon in {shorten(line)}")
+    if TOKEN_RE.fullmatch(name) is None:
+        return BadRequest(f"invalid header name {shorten(name)}")
+    return BadRequest(f"invalid character in header value {shorten(line)}")

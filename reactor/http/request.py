@@ -90,6 +90,9 @@ class Request:
         query_string: what follows ``?`` in the target (not decoded).
         version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
         headers: the header fields.
+        host: the host the request is for: the authority of an absolute-form
+            target, else the ``Host`` header (RFC 9112 §3.2.2); ``""`` if
+            neither names one.
         body: the body bytes (``b""`` until it has been read, or when none).
         trailers: trailer fields of a chunked body.
         keep_alive: whether the client allows the connection to stay open.
@@ -109,6 +112,7 @@ class Request:
         "query_string",
         "version",
         "headers",
+        "host",
         "body",
         "trailers",
         "keep_alive",
@@ -134,6 +138,7 @@ class Request:
         content_length: int | None = None,
         chunked: bool = False,
         body: bytes = b"",
+        host: str | None = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -142,6 +147,7 @@ class Request:
         self.query_string = query_string
         self.version = version
         self.headers = headers
+        self.host = host if host is not None else headers.get("host", "") or ""
         self.body = body
         self.trailers: Headers | None = None
         self.keep_alive = keep_alive

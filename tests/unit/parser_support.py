@@ -46,7 +46,7 @@ REQUEST_FIELDS = (
     "content_length",
     "chunked",
 )
-OPTIONAL_REQUEST_FIELDS = frozenset({"trailers", "get_all"})
+OPTIONAL_REQUEST_FIELDS = frozenset({"trailers", "get_all", "host"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ def snapshot(request: Request) -> dict[str, Any]:
         "content_length": request.content_length,
         "chunked": request.chunked,
         "trailers": None if request.trailers is None else [list(pair) for pair in request.trailers.items()],
+        "host": request.host,
     }
 
 

@@ -146,6 +146,8 @@ def test_invalid_vectors_cover_every_status() -> None:
 def assert_request(got: dict[str, Any], want: dict[str, Any], where: str) -> None:
     for key in REQUEST_FIELDS:
         assert got[key] == want[key], f"{where}: {key} is {got[key]!r}, expected {want[key]!r}"
+    if "host" in want:
+        assert got["host"] == want["host"], f"{where}: host is {got['host']!r}, expected {want['host']!r}"
     if "trailers" in want:
         assert got["trailers"] == want["trailers"], where
     else:
@@ -511,15 +513,25 @@ def test_content_length_at_limit_is_read() -> None:
 
 
 def test_chunked_body_limit_counts_every_chunk() -> None:
-    config = Config().replace(max_body_bytes=10)
+    """Every byte of a chunked body counts: size lines, data and the CRLF after the data.
+
+    ``5\\r\\nhello\\r\\n5\\r\\nworld\\r\\n0\\r\\n`` is 23 bytes (the trailer section
+    after it counts toward the head limits).
+    """
     head = b"POST / HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
-    parser = RequestParser(config)
-    parser.receive_data(head + b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n")
+    body = b"5\r\nhello\r\n5\r\nworld\r\n0\r\n"
+    assert len(body) == 23
+    parser = RequestParser(Config().replace(max_body_bytes=23))
+    parser.receive_data(head + body + b"\r\n")
     got = events(parser)
     assert got[1:] == [Event.END_OF_MESSAGE, Event.PAUSED]
     assert isinstance(got[0], Request) and got[0].body == b"helloworld"
-    parser = RequestParser(config)
-    parser.receive_data(head + b"5\r\nhello\r\n5\r\nworld\r\n1\r\n")  # the 11th byte is only announced
+    parser = RequestParser(Config().replace(max_body_bytes=22))
+    parser.receive_data(head + body + b"\r\n")  # the last-chunk line is one byte too many
+    got = events(parser)
+    assert isinstance(got[0], Request) and got[1:] == [413]
+    parser = RequestParser(Config().replace(max_body_bytes=23))
+    parser.receive_data(head + b"5\r\nhello\r\n5\r\nworld\r\n1\r\n")  # one more byte is only announced
     got = events(parser)
     assert isinstance(got[0], Request) and got[1:] == [413]
 
