@@ -42,8 +42,8 @@ Ranges
     is ``multipart/byteranges``, read through Python in 64 KiB pieces. More
     than ``max_ranges`` ranges, or a malformed ``Range``, answer the whole file
     (200), as nginx does; empty list elements do not count. A position has
-    no length limit: one past the end of the file means the same however many
-    digits it has, so it is compared by its digits, never converted whole.
+    no length limit: every position at or past the end of the file means the
+    same, so a long one is compared by its digits, never converted whole.
     ``If-Range`` lets the range through only if it holds
     the current strong ``ETag`` or the exact ``Last-Modified`` date. ``Range``
     is honoured for GET only (RFC 9110 §14.2); a HEAD gets the 200 headers.

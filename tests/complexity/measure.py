@@ -5,8 +5,9 @@ and reports an outcome (what the code answered, so that a case that starts
 failing early cannot pass by doing nothing). The cost is the best of three
 CPU times (``time.process_time``): CPU time, not wall time, so a busy machine
 does not stretch it, and the best of three, so a stray collection or cache
-miss does not either. The runs at n and 8n alternate, and the 8n run is not
-repeated once it is within the bound.
+miss does not either. The runs at n and 8n alternate; the 8n run is not
+repeated once it is within the bound, and is tried up to five times while it
+is not.
 
 The child is forked and given a wall-clock budget. The C regex engine does
 not look at signals while it backtracks, so an exponential pattern can only
@@ -30,6 +31,7 @@ MAX_RATIO = 20.0
 #: fraction of a second; a loaded machine may triple that.
 BUDGET_S = 10.0
 REPEATS = 3
+LARGE_REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,8 @@ class Growth:
         return self.large_s / max(self.small_s, 1e-9)
 
 
-def cpu_time(run: Callable[[Any], Any], data: Any) -> tuple[float, Any]:
-    """CPU seconds of one ``run(data)``, and its outcome.
+def cpu_time(run: Callable[[Any], Any], data: Any, reps: int = 1) -> tuple[float, Any]:
+    """CPU seconds of ``reps`` runs of ``run(data)``, and the outcome.
 
     The collector is paused while the clock runs (none of the code measured
     makes cycles), so that a collection that falls into one run does not count.
@@ -54,26 +56,36 @@ def cpu_time(run: Callable[[Any], Any], data: Any) -> tuple[float, Any]:
     gc.disable()
     try:
         start = time.process_time()
-        outcome = run(data)
+        for _ in range(reps):
+            outcome = run(data)
         return time.process_time() - start, outcome
     finally:
         gc.enable()
 
 
-def _child(conn: Any, build: Callable[[int], Any], run: Callable[[Any], Any], n: int) -> None:
+def _child(conn: Any, build: Callable[[int], Any], run: Callable[[Any], Any], n: int, reps: int) -> None:
     try:
         small, large = build(n), build(8 * n)
         small_s = large_s = float("inf")
         small_outcome = large_outcome = None
         # Interleaved, so that a change in the machine's load between the
         # measurements weighs on both sizes alike. A large run within the
-        # bound need not be repeated: more runs could only lower it.
+        # bound need not be repeated (more runs could only lower it); one
+        # over it is, up to LARGE_REPEATS times, so that one unlucky run on
+        # a busy machine is not a failure. A quadratic cost fails them all.
         for _ in range(REPEATS):
-            seconds, small_outcome = cpu_time(run, small)
+            seconds, small_outcome = cpu_time(run, small, reps)
             small_s = min(small_s, seconds)
             if large_s > small_s * MAX_RATIO:
-                seconds, large_outcome = cpu_time(run, large)
+                seconds, large_outcome = cpu_time(run, large, reps)
                 large_s = min(large_s, seconds)
+            conn.send(("progress", Growth(small_s, large_s, small_outcome, large_outcome)))
+        for _ in range(LARGE_REPEATS - REPEATS):
+            if large_s <= small_s * MAX_RATIO:
+                break
+            seconds, large_outcome = cpu_time(run, large, reps)
+            large_s = min(large_s, seconds)
+            conn.send(("progress", Growth(small_s, large_s, small_outcome, large_outcome)))
         conn.send(("ok", Growth(small_s, large_s, small_outcome, large_outcome)))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
@@ -82,9 +94,14 @@ def _child(conn: Any, build: Callable[[int], Any], run: Callable[[Any], Any], n:
 
 
 def growth(
-    build: Callable[[int], Any], run: Callable[[Any], Any], n: int, budget_s: float = BUDGET_S
+    build: Callable[[int], Any], run: Callable[[Any], Any], n: int, reps: int = 1, budget_s: float = BUDGET_S
 ) -> Growth:
     """Cost of ``run(build(n))`` and ``run(build(8 * n))``, measured in a forked child.
+
+    ``reps`` runs are timed together: a small n keeps both inputs in the
+    processor's caches (so that the larger one is not slower per byte only
+    because it spills out of them), and the repeats lift the time far above
+    the clock's resolution.
 
     Raises:
         TimeoutError: the child did not finish within ``budget_s``.
@@ -92,20 +109,23 @@ def growth(
     """
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(sender, build, run, n), daemon=True)
+    child = context.Process(target=_child, args=(sender, build, run, n, reps), daemon=True)
     child.start()
     sender.close()
+    deadline = time.monotonic() + budget_s
+    progress: Growth | None = None
     try:
-        if not receiver.poll(budget_s):
-            raise TimeoutError(
-                f"n={n} and 8n did not finish in {budget_s:.0f} s of wall time, far more than "
-                "a linear cost needs (quadratic at best, exponential backtracking at worst)"
-            )
-        try:
-            status, value = receiver.recv()
-        except EOFError:
-            child.join(1)
-            raise RuntimeError(f"the measuring process died (exit code {child.exitcode})") from None
+        while True:
+            if not receiver.poll(max(deadline - time.monotonic(), 0)):
+                raise TimeoutError(_timeout_message(n, budget_s, progress))
+            try:
+                status, value = receiver.recv()
+            except EOFError:
+                child.join(1)
+                raise RuntimeError(f"the measuring process died (exit code {child.exitcode})") from None
+            if status != "progress":
+                break
+            progress = value
     finally:
         receiver.close()
         if child.is_alive():
@@ -115,3 +135,13 @@ def growth(
         raise RuntimeError(f"the measurement raised:\n{value}")
     assert isinstance(value, Growth)
     return value
+
+
+def _timeout_message(n: int, budget_s: float, progress: Growth | None) -> str:
+    message = f"n={n} and 8n did not finish in {budget_s:.0f} s of wall time"
+    if progress is None or progress.large_s == float("inf"):
+        return message + ", far more than a linear cost needs (exponential backtracking?)"
+    return (
+        f"{message}; so far {progress.small_s * 1e3:.2f} ms at n, {progress.large_s * 1e3:.2f} ms at 8n: "
+        f"{progress.ratio:.0f}x (linear is 8x, quadratic 64x; the bound is {MAX_RATIO:.0f}x)"
+    )
