@@ -140,7 +140,7 @@ def growth(
 def _timeout_message(n: int, budget_s: float, progress: Growth | None) -> str:
     message = f"n={n} and 8n did not finish in {budget_s:.0f} s of wall time"
     if progress is None or progress.large_s == float("inf"):
-        return message + ", far more than a linear cost needs (exponential backtracking?)"
+        return message + ", far more than a linear cost needs (quadratic or worse: a backtracking regex?)"
     return (
         f"{message}; so far {progress.small_s * 1e3:.2f} ms at n, {progress.large_s * 1e3:.2f} ms at 8n: "
         f"{progress.ratio:.0f}x (linear is 8x, quadratic 64x; the bound is {MAX_RATIO:.0f}x)"

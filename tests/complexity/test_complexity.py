@@ -240,7 +240,7 @@ PARSER_CASES = [
     # Many tiny chunks in one buffer. Copying what is left of the buffer
     # after each chunk costs in proportion to the buffer's size, so the
     # second case pads each chunk line with an extension to make that show.
-    Case("tiny-chunks", 8000, **one(lambda n: CHUNKED + b"1\r\nx\r\n" * n + b"0\r\n\r\n", OK)),
+    Case("tiny-chunks", 12_000, **one(lambda n: CHUNKED + b"1\r\nx\r\n" * n + b"0\r\n\r\n", OK)),
     Case(
         "tiny-chunks-long-ext",
         2000,
