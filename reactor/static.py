@@ -114,6 +114,10 @@ _ETAGC_RE = re.compile(r"[\x21\x23-\x7e\x80-\xff]*")
 # way to match: linear time.
 _RANGE_SPEC_RE = re.compile(r"([0-9]*)-([0-9]*)")
 _OWS = " \t"
+# Runs of OWS, and of list separators (OWS and commas): one character class
+# under one star each, so one way to match and linear time.
+_OWS_RE = re.compile(r"[ \t]*")
+_SEPARATORS_RE = re.compile(r"[ \t,]*")
 # Out of descriptors (per process, or in the whole system): try again later.
 _NO_DESCRIPTORS = frozenset((errno.EMFILE, errno.ENFILE))
 _RETRY_AFTER_S = 1
@@ -473,16 +477,12 @@ def _etags(value: str) -> list[tuple[bool, str]] | None:
     value. A value that breaks the grammar holds no tag.
     """
     end = len(value)
-    at = 0
-    while at < end and value[at] in _OWS:
-        at += 1
-    if value.startswith("*", at) and not value[at + 1 :].strip(_OWS):
+    at = _skip(_OWS_RE, value, 0)
+    if value.startswith("*", at) and _skip(_OWS_RE, value, at + 1) == end:
         return None
     tags: list[tuple[bool, str]] = []
     while True:
-        # Separators: any run of OWS and commas (empty elements are allowed).
-        while at < end and (value[at] == "," or value[at] in _OWS):
-            at += 1
+        at = _skip(_SEPARATORS_RE, value, at)  # empty elements are allowed
         if at == end:
             return tags
         weak = value.startswith("W/", at)
@@ -494,11 +494,16 @@ def _etags(value: str) -> list[tuple[bool, str]] | None:
         if close == -1 or _ETAGC_RE.fullmatch(value, at + 1, close) is None:
             return []
         tags.append((weak, value[at : close + 1]))
-        at = close + 1
-        while at < end and value[at] in _OWS:
-            at += 1
+        at = _skip(_OWS_RE, value, close + 1)
         if at < end and value[at] != ",":
             return []  # two tags without a comma, or text after a tag
+
+
+def _skip(run: re.Pattern[str], value: str, at: int) -> int:
+    """Where the run of ``run`` (a starred character class) that starts at ``at`` ends."""
+    match = run.match(value, at)
+    assert match is not None  # a starred pattern matches the empty string
+    return match.end()
 
 
 def _http_date(value: str | None) -> int | None:
