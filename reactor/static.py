@@ -13,7 +13,10 @@ Safety
     real path (``/proc/self/fd``) must lie inside the real path of the root,
     so a symlink that leaves the root is a 404, and there is no window between
     a check and the open. Dotfiles are hidden unless ``show_dotfiles``. Every
-    refusal is a plain 404 that says nothing about why.
+    refusal is a plain 404 that says nothing about why. Running out of file
+    descriptors is not a refusal: it answers 503 with ``Retry-After`` and
+    ``Cache-Control: no-store``, so that no cache keeps a 404 for a file that
+    exists.
 
 Answers
     A directory without a trailing slash redirects (301) to the slashed path,
@@ -28,7 +31,9 @@ Validators and conditionals
     A strong ``ETag`` made of the modification time in nanoseconds and the
     size, and ``Last-Modified``. ``If-Match`` and ``If-Unmodified-Since``
     answer 412, ``If-None-Match`` and ``If-Modified-Since`` 304, in the order
-    of RFC 9110 §13.2.2.
+    of RFC 9110 §13.2.2. Entity-tag lists are read in one pass, left to
+    right; a list that does not follow the grammar holds no tag (so
+    ``If-Match`` fails and ``If-None-Match`` does not match).
 
 Ranges
     One range answers 206 with ``Content-Range``; a range set that no byte of
@@ -36,7 +41,10 @@ Ranges
     (overlapping or adjacent ones merge); if more than one remains the answer
     is ``multipart/byteranges``, read through Python in 64 KiB pieces. More
     than ``max_ranges`` ranges, or a malformed ``Range``, answer the whole file
-    (200), as nginx does. ``If-Range`` lets the range through only if it holds
+    (200), as nginx does; empty list elements do not count. A position has
+    no length limit: every position at or past the end of the file means the
+    same, so a long one is compared by its digits, never converted whole.
+    ``If-Range`` lets the range through only if it holds
     the current strong ``ETag`` or the exact ``Last-Modified`` date. ``Range``
     is honoured for GET only (RFC 9110 §14.2); a HEAD gets the 200 headers.
 
@@ -48,6 +56,7 @@ Sending
 
 from __future__ import annotations
 
+import errno
 import html
 import mimetypes
 import os
@@ -97,8 +106,21 @@ _TEXT_TYPES = frozenset(
     ("application/javascript", "application/xml", "application/xhtml+xml", "image/svg+xml")
 )
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-_ETAG_RE = re.compile(r'\s*(W/)?("[^"]*")\s*(?:,|$)')
+# RFC 9110 §8.8.3: etagc = %x21 / %x23-7E / obs-text. One character class
+# under one star: each character is taken or the match ends, so linear time.
+_ETAGC_RE = re.compile(r"[\x21\x23-\x7e\x80-\xff]*")
+# RFC 9110 §14.1.1: int-range = first-pos "-" [ last-pos ]; suffix-range =
+# "-" suffix-length. Neither digit run can take the "-", so there is only one
+# way to match: linear time.
 _RANGE_SPEC_RE = re.compile(r"([0-9]*)-([0-9]*)")
+_OWS = " \t"
+# Runs of OWS, and of list separators (OWS and commas): one character class
+# under one star each, so one way to match and linear time.
+_OWS_RE = re.compile(r"[ \t]*")
+_SEPARATORS_RE = re.compile(r"[ \t,]*")
+# Out of descriptors (per process, or in the whole system): try again later.
+_NO_DESCRIPTORS = frozenset((errno.EMFILE, errno.ENFILE))
+_RETRY_AFTER_S = 1
 _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
@@ -119,6 +141,15 @@ def content_type_for(name: str) -> str:
 
 class _NotFound(Exception):
     """The request names nothing this handler may serve."""
+
+
+class _Unavailable(Exception):
+    """The process has no file descriptor to spare: the file may well exist."""
+
+
+def _refuse_open(exc: OSError) -> Exception:
+    """What a failed open() means for the answer: 503 when out of descriptors, else 404."""
+    return _Unavailable() if exc.errno in _NO_DESCRIPTORS else _NotFound()
 
 
 class _Multipart:
@@ -239,6 +270,8 @@ class StaticFiles:
             return _error(404)
         except PermissionError:
             return _error(403)
+        except _Unavailable:
+            return _error(503)
 
     def _segments(self, raw_path: str) -> tuple[list[str], bool]:
         """The path segments below the mount point, and whether a slash ends them."""
@@ -282,7 +315,9 @@ class StaticFiles:
             if not self._inside(os.path.realpath(path)):
                 raise _NotFound from None
             raise
-        except (OSError, ValueError):
+        except OSError as exc:
+            raise _refuse_open(exc) from None
+        except ValueError:
             raise _NotFound from None
         try:
             st = os.fstat(fd)
@@ -348,8 +383,8 @@ class StaticFiles:
                     except OSError:
                         continue
                     entries.append((not is_dir, entry.name, is_dir))
-        except OSError:
-            raise _NotFound from None
+        except OSError as exc:
+            raise _refuse_open(exc) from None
         entries.sort()
         shown = self.prefix + "/" + "".join(segment + "/" for segment in segments)
         title = html.escape(_printable(shown))
@@ -416,6 +451,10 @@ class StaticFiles:
 
 
 def _error(status: int) -> Response:
+    if status == 503:
+        # Nothing is wrong with the request: a cache must not keep this answer.
+        headers = [("Retry-After", str(_RETRY_AFTER_S)), ("Cache-Control", "no-store"), _NOSNIFF]
+        return Response.text("503 Service Unavailable\n", 503, headers=headers)
     text = "404 Not Found\n" if status == 404 else "403 Forbidden\n"
     return Response.text(text, status, headers=[_NOSNIFF])
 
@@ -429,10 +468,42 @@ def _printable(name: str) -> str:
 
 
 def _etags(value: str) -> list[tuple[bool, str]] | None:
-    """The ``(weak, opaque-tag)`` list of an If-Match/If-None-Match value; None for ``*``."""
-    if value.strip() == "*":
+    """The ``(weak, opaque-tag)`` list of an If-Match/If-None-Match value; None for ``*``.
+
+    RFC 9110 §8.8.3 and §13.1.1-2: ``"*" / #entity-tag``, where
+    ``entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE`` and the list may hold
+    empty elements and OWS (§5.6.1). One pass, left to right: every character
+    is looked at a bounded number of times, so the cost is linear in the
+    value. A value that breaks the grammar holds no tag.
+    """
+    end = len(value)
+    at = _skip(_OWS_RE, value, 0)
+    if value.startswith("*", at) and _skip(_OWS_RE, value, at + 1) == end:
         return None
-    return [(bool(weak), tag) for weak, tag in _ETAG_RE.findall(value)]
+    tags: list[tuple[bool, str]] = []
+    while True:
+        at = _skip(_SEPARATORS_RE, value, at)  # empty elements are allowed
+        if at == end:
+            return tags
+        weak = value.startswith("W/", at)
+        if weak:
+            at += 2
+        if not value.startswith('"', at):
+            return []
+        close = value.find('"', at + 1)
+        if close == -1 or _ETAGC_RE.fullmatch(value, at + 1, close) is None:
+            return []
+        tags.append((weak, value[at : close + 1]))
+        at = _skip(_OWS_RE, value, close + 1)
+        if at < end and value[at] != ",":
+            return []  # two tags without a comma, or text after a tag
+
+
+def _skip(run: re.Pattern[str], value: str, at: int) -> int:
+    """Where the run of ``run`` (a starred character class) that starts at ``at`` ends."""
+    match = run.match(value, at)
+    assert match is not None  # a starred pattern matches the empty string
+    return match.end()
 
 
 def _http_date(value: str | None) -> int | None:
@@ -497,36 +568,37 @@ def _parse_range(values: list[str], size: int, max_ranges: int) -> list[tuple[in
     None: ignore the Range and send the whole file (absent, several fields, not
     ``bytes``, malformed, or more than ``max_ranges`` ranges). ``[]``: nothing
     in the file satisfies it (416).
+
+    One pass over the elements, each looked at once: linear in the value.
     """
     if len(values) != 1:
         return None
     unit, sep, spec = values[0].partition("=")
-    if not sep or unit.strip().lower() != "bytes":
-        return None
-    specs = spec.split(",")
-    if len(specs) > max_ranges:
+    if not sep or unit.strip(_OWS).lower() != "bytes":
         return None
     wanted: list[tuple[int, int]] = []
-    seen = False
-    for item in specs:
-        item = item.strip(" \t")
+    seen = 0
+    for item in spec.split(","):
+        item = item.strip(_OWS)
         if not item:
-            continue  # RFC 9110 §5.6.1: empty list elements are allowed
+            continue  # RFC 9110 §5.6.1: empty list elements are allowed and do not count
         match = _RANGE_SPEC_RE.fullmatch(item)
         if match is None or match.group(0) == "-":
             return None  # malformed: the whole field is ignored
+        seen += 1
+        if seen > max_ranges:
+            return None
         first, last = match.groups()
-        seen = True
         if not first:  # -N: the last N bytes
-            suffix = int(last)
+            suffix = _position(last, size)
             if suffix and size:
-                wanted.append((max(0, size - suffix), size - 1))
+                wanted.append((size - suffix, size - 1))
             continue
-        start = int(first)
-        if last and int(last) < start:
+        if last and _digits_less(last, first):
             return None  # an invalid range-spec: the whole field is ignored
+        start = _position(first, size)
         if start < size:
-            wanted.append((start, min(int(last), size - 1) if last else size - 1))
+            wanted.append((start, min(_position(last, size), size - 1) if last else size - 1))
     if not seen:
         return None
     if not wanted:
@@ -540,3 +612,24 @@ def _parse_range(values: list[str], size: int, max_ranges: int) -> list[tuple[in
         else:
             merged.append((start, end))
     return merged
+
+
+def _position(digits: str, size: int) -> int:
+    """A byte position or length (ASCII digits), capped at ``size``.
+
+    Every value at or past the end of the file means the same thing (RFC 9110
+    §14.1.1: a last-pos past the end is the end, a first-pos past it is
+    unsatisfiable, a suffix longer than the file is the whole file), so a long
+    number is never converted: that would be quadratic in its length, and past
+    4300 digits CPython refuses it (``sys.get_int_max_str_digits``).
+    """
+    digits = digits.lstrip("0")
+    if len(digits) > len(str(size)):
+        return size
+    return min(int(digits or "0"), size)
+
+
+def _digits_less(a: str, b: str) -> bool:
+    """``int(a) < int(b)`` for digit strings of any length, without converting them."""
+    a, b = a.lstrip("0"), b.lstrip("0")
+    return (len(a), a) < (len(b), b)

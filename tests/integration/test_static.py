@@ -409,6 +409,23 @@ def test_if_match_and_if_unmodified_since_answer_412(site: Running) -> None:
     assert get(site, "/data.bin", {"If-Match": '"stale"', "If-None-Match": etag})[0] == 412
 
 
+def test_entity_tag_lists_follow_the_grammar(site: Running) -> None:
+    etag, _ = validators(site)
+    # RFC 9110 §5.6.1: empty elements and OWS around them are allowed.
+    for value in (f" , ,\t{etag} ,", f'W/"x",{etag}', f'"a,b", \t {etag}', f"W/{etag}"):
+        assert get(site, "/data.bin", {"If-None-Match": value})[0] == 304, value
+    for value in (f",{etag},", f'"x" , {etag}', " * "):
+        assert get(site, "/data.bin", {"If-Match": value})[0] == 200, value
+    # A value that breaks the grammar holds no tag: If-None-Match does not
+    # match and If-Match fails, even if a valid tag appears somewhere in it.
+    for value in (f'"a" {etag}', f"x, {etag}", f"{etag} x", f'{etag}, "open', "W/x", f"*, {etag}"):
+        assert get(site, "/data.bin", {"If-None-Match": value})[0] == 200, value
+        assert get(site, "/data.bin", {"If-Match": value})[0] == 412, value
+    for value in ("", ",", " , "):  # an empty list matches nothing
+        assert get(site, "/data.bin", {"If-None-Match": value})[0] == 200, value
+        assert get(site, "/data.bin", {"If-Match": value})[0] == 412, value
+
+
 def test_a_changed_file_gets_a_new_etag(site: Running, tree: Path) -> None:
     etag, _ = validators(site, "/hello.txt")
     (tree / "hello.txt").write_bytes(b"Hello again!\n")
@@ -455,6 +472,34 @@ def test_malformed_or_foreign_ranges_are_ignored(site: Running) -> None:
         status, headers, body = get(site, "/data.bin", {"Range": spec})
         assert (status, body) == (200, DATA), spec
         assert "content-range" not in headers
+
+
+def test_range_numbers_of_any_length(site: Running) -> None:
+    """Positions longer than CPython's int-digit limit keep their meaning (RFC 9110 §14.1.1)."""
+    size = len(DATA)
+    long = "9" * 5000  # over sys.get_int_max_str_digits() (4300): int() refuses it
+    for spec, start, end in [
+        (f"bytes=0-{long}", 0, size - 1),  # a last-pos past the end is the end
+        (f"bytes=-{long}", 0, size - 1),  # a suffix longer than the file is the file
+        (f"bytes={'0' * 3000}5-{'0' * 3000}9", 5, 9),  # leading zeros are just digits
+    ]:
+        status, headers, body = get(site, "/data.bin", {"Range": spec})
+        assert (status, headers.get("content-range"), body) == (
+            206,
+            f"bytes {start}-{end}/{size}",
+            DATA[start : end + 1],
+        )
+    # A first-pos past the end: unsatisfiable, 416 (RFC 9110 §14.2), not a 500.
+    status, headers, body = get(site, "/data.bin", {"Range": f"bytes={long}-"})
+    assert (status, headers["content-range"], body) == (416, f"bytes */{size}", b"")
+    # last-pos below first-pos is invalid however long first-pos is: ignored.
+    status, _, body = get(site, "/data.bin", {"Range": f"bytes={long}-5"})
+    assert (status, body) == (200, DATA)
+
+
+def test_empty_range_elements_do_not_count_toward_max_ranges(site: Running) -> None:
+    status, headers, body = get(site, "/data.bin", {"Range": "bytes=" + " ,\t" * 40 + "3-5"})
+    assert (status, headers["content-range"], body) == (206, f"bytes 3-5/{len(DATA)}", DATA[3:6])
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
@@ -726,6 +771,63 @@ def test_listing_flag(tree: Path) -> None:
         conn.close()
     finally:
         process.stop()
+
+
+def start_with_few_descriptors(tree: Path, nofile: int) -> tuple[subprocess.Popen[str], tuple[str, int]]:
+    """``--static tree`` in a process that may hold at most ``nofile`` descriptors."""
+    code = (
+        f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
+        f"import runpy, sys; sys.argv = ['reactor', '--port', '0', '--static', {str(tree)!r}]; "
+        "runpy.run_module('reactor', run_name='__main__')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    match = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
+    if not match:
+        proc.kill()
+        raise AssertionError(proc.communicate()[1])
+    return proc, (match.group(1), int(match.group(2)))
+
+
+def test_out_of_descriptors_is_a_503_to_retry_never_a_404(tree: Path) -> None:
+    """Connections take the server's descriptors one by one until opening the file fails."""
+    proc, address = start_with_few_descriptors(tree, 40)
+    held: list[socket.socket] = []
+    request = b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+    try:
+        for _ in range(40):
+            sock = connect(address)
+            sock.sendall(request)
+            response = recv_response(sock)
+            held.append(sock)
+            if response.status != 200:
+                break
+        else:
+            raise AssertionError("40 connections and the server never ran out of descriptors")
+        assert len(held) > 1, "the very first request failed"
+        assert response.status == 503, response
+        assert response.header("retry-after") == "1"
+        assert response.header("cache-control") == "no-store"
+        assert response.header("etag") is None and response.header("last-modified") is None
+        # The connection that got the 503 is still usable once descriptors are back.
+        for sock in held[:-1]:
+            sock.close()
+        held = held[-1:]
+        deadline = time.monotonic() + 5
+        while True:  # until the server has seen the closes and freed their descriptors
+            held[0].sendall(request)
+            again = recv_response(held[0])
+            if again.status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert (again.status, again.body) == (200, b"Hello, static!\n")
+    finally:
+        for sock in held:
+            sock.close()
+        proc.kill()
+        proc.communicate()
 
 
 def test_a_big_file_does_not_pass_through_python(cli: StaticProcess, tree: Path) -> None:
