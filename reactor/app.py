@@ -66,6 +66,7 @@ _EVENT_STREAM_HEADERS = [("Cache-Control", "no-cache"), ("X-Accel-Buffering", "n
 # into another's parameters.
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
+# Runs on route paths the application registers, never on client bytes.
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 
 # Methods every app knows, whatever its routes: RFC 9110 §9.1 requires a
@@ -94,16 +95,34 @@ class _Route:
 
 
 def _compile(path: str) -> re.Pattern[str] | None:
-    """A regex for a path with ``{params}``, or None for a plain path."""
+    """A regex for a path with ``{params}``, or None for a plain path.
+
+    The pattern runs on every request's path, so it is built to match one way
+    only (linear time): a ``{name}`` parameter is ``[^/]+``, which cannot take
+    a "/", and each path segment holds at most one parameter, so every
+    parameter is pinned between fixed slashes; a ``{name:path}`` parameter
+    (``.+``) must be the last one, so no other parameter competes with it for
+    the same characters. ``/{a}-{b}`` or ``/{a:path}/{b}`` could be cut in many
+    ways, and a failing match would try them all: they are refused here.
+    """
     if not path.startswith("/"):
         raise ValueError(f"route path must start with '/': {path!r}")
     if "{" not in path:
         return None
     parts = []
     last = 0
+    segment_of_last_param = -1
+    after_path_param = False
     for match in _PARAM.finditer(path):
+        if after_path_param:
+            raise ValueError(f"route {path!r}: a {{name:path}} parameter must be the last one")
+        segment = path.count("/", 0, match.start())
+        if segment == segment_of_last_param:
+            raise ValueError(f"route {path!r}: one parameter per path segment")
+        segment_of_last_param = segment
         parts.append(re.escape(path[last : match.start()]))
-        body = ".+" if match.group(2) else "[^/]+"
+        after_path_param = bool(match.group(2))
+        body = ".+" if after_path_param else "[^/]+"
         parts.append(f"(?P<{match.group(1)}>{body})")
         last = match.end()
     parts.append(re.escape(path[last:]))

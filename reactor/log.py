@@ -24,6 +24,7 @@ error_log = logging.getLogger("reactor.error")
 
 MAX_LOGGED_REQUEST_LINE = 1024
 
+# Linear: one character class, each character tested once; sub() never backtracks.
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
 
 

@@ -417,6 +417,16 @@ def route_app() -> App:
     def files(request: Request) -> str:
         return "file"
 
+    # A parameter with a literal after it in its segment, and a path parameter
+    # with a literal after it: each can be cut one way only.
+    @app.route("/docs/{name}.txt")
+    def doc(request: Request) -> str:
+        return "doc"
+
+    @app.route("/tree/{rest:path}/edit")
+    def edit(request: Request) -> str:
+        return "edit"
+
     return app
 
 
@@ -441,6 +451,8 @@ ROUTE_CASES = [
         "route-percent-two-params", 1250, **route(lambda n: b"/users/" + b"%41" * n + b"/posts/", 404), reps=8
     ),
     Case("route-percent-nomatch", 1250, **route(lambda n: b"/" + b"%41" * n, 404), reps=8),
+    Case("route-suffix-nomatch", 1250, **route(lambda n: b"/docs/" + b"a.txt" * n + b"x", 404), reps=8),
+    Case("route-path-suffix-nomatch", 1250, **route(lambda n: b"/tree/" + b"a/edit" * n + b"x", 404), reps=8),
 ]
 
 CASES = PARSER_CASES + QUERY_CASES + STATIC_CASES + ROUTE_CASES

@@ -63,6 +63,33 @@ def test_duplicate_route_and_bad_path_are_refused(app: App) -> None:
         app.add_route("nope", lambda r: "")
 
 
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("/{a}{b}", "one parameter per path segment"),
+        ("/{a}-{b}", "one parameter per path segment"),
+        ("/x/{a}.{b}/y", "one parameter per path segment"),
+        ("/{rest:path}/{name}", "must be the last one"),
+        ("/{a:path}/{b:path}", "must be the last one"),
+    ],
+)
+def test_routes_that_could_match_two_ways_are_refused(path: str, why: str) -> None:
+    # Each would let a failing match try every way of cutting the path.
+    with pytest.raises(ValueError, match=why):
+        App().add_route(path, lambda r: "")
+
+
+def test_a_parameter_may_share_its_segment_with_literals() -> None:
+    app = App()
+    app.add_route("/docs/{name}.txt", lambda r: r.params["name"])
+    app.add_route("/tree/{rest:path}/edit", lambda r: r.params["rest"])
+    app.add_route("/v{version}/items", lambda r: r.params["version"])
+    assert app.handle(request("GET", "/docs/a.b.txt")).body == b"a.b"
+    assert app.handle(request("GET", "/tree/a/edit/b/edit")).body == b"a/edit/b"
+    assert app.handle(request("GET", "/v2/items")).body == b"2"
+    assert app.handle(request("GET", "/docs/a.txtx")).status == 404
+
+
 def test_decorator_returns_the_handler() -> None:
     app = App()
 
