@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import Running, exchange, get_ok, parse_responses
+from tests.conftest import Running, exchange, get_ok, parse_responses, read_until_close
 
 H = b"Host: t\r\n"
 NEXT = b"GET /items/smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -181,3 +182,37 @@ def test_garbage_then_other_clients_are_served(server: Running) -> None:
         with socket.create_connection(server.address, timeout=5) as sock:
             sock.sendall(junk)
         get_ok(server.address)
+
+
+def _client_hello() -> bytes:
+    """The first flight of a real TLS client, made by the ssl module in memory."""
+    import ssl
+
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_tls_handshake_on_the_plain_port_is_a_400_at_once(
+    server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "reactor.error")
+    hello = _client_hello()
+    assert hello[:2] == b"\x16\x03"
+    started = time.monotonic()
+    # The client keeps its side open, as a TLS client waiting for the
+    # ServerHello does: the answer must not wait for the header timeout (10 s).
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(hello)
+        data = read_until_close(sock)
+    assert time.monotonic() - started < 3
+    (response,) = parse_responses(data)
+    assert response.status == 400
+    assert response.header("connection") == "close"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("400 from 127.0.0.1")]
+    said = "TLS handshake on a plain-HTTP port (this server speaks HTTP without TLS)"
+    assert lines == [f"400 from 127.0.0.1: {said}"]
+    get_ok(server.address)
