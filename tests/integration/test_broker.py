@@ -25,6 +25,8 @@ from reactor.broker import Broker
 from reactor.loop import Loop
 from reactor.streams import Broadcast
 
+Address = tuple[str, int]
+
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(
     REDIS is None, reason="needs Debian's redis-server (apt-get install redis-server)"
@@ -170,9 +172,7 @@ def wait_connected(address: tuple[str, int], connects: int = 2, timeout_s: float
 
 
 @pytest.fixture
-def two_servers(
-    redis: Redis, tmp_path: Path
-) -> Iterator[tuple[tuple[str, int], tuple[str, int], list[Path]]]:
+def two_servers(redis: Redis, tmp_path: Path) -> Iterator[tuple[Address, Address, list[Path]]]:
     """Servers A and B, each ``python -m reactor --broker`` on the test's Redis."""
     procs, addresses, logs = [], [], []
     try:
@@ -192,7 +192,7 @@ def two_servers(
 
 
 def test_a_message_posted_to_one_server_reaches_the_other_exactly_once(
-    two_servers: tuple[tuple[str, int], tuple[str, int], list[Path]],
+    two_servers: tuple[Address, Address, list[Path]],
 ) -> None:
     a, b, _ = two_servers
     on_a, on_b = Subscriber(a), Subscriber(b)
@@ -200,7 +200,7 @@ def test_a_message_posted_to_one_server_reaches_the_other_exactly_once(
         status, reply, _ = http(b, "POST", "/chat", b"hello from B")
         assert status == 200
         assert reply["broker"] == "sent" and reply["delivered"] == 1  # B's own subscriber
-        status, reply, _ = http(a, "POST", "/chat", "and from A, line one\nline two".encode())
+        status, reply, _ = http(a, "POST", "/chat", b"and from A, line one\nline two")
         assert status == 200 and reply["broker"] == "sent"
         # A marker posted last: once it is in, anything duplicated would be too
         # (Redis delivers a channel's messages in order on one connection).
@@ -218,7 +218,7 @@ def test_a_message_posted_to_one_server_reaches_the_other_exactly_once(
 
 
 def test_servers_reconnect_and_resubscribe_after_redis_restarts(
-    redis: Redis, two_servers: tuple[tuple[str, int], tuple[str, int], list[Path]]
+    redis: Redis, two_servers: tuple[Address, Address, list[Path]]
 ) -> None:
     a, b, logs = two_servers
     on_a, on_b = Subscriber(a), Subscriber(b)
@@ -326,24 +326,29 @@ def test_the_queue_is_bounded_while_redis_is_down() -> None:
         loop.close()
 
 
+def _use_and_close_a_broker(url: str) -> list[int]:
+    """Link a broadcast through a broker, publish, close; returns the sockets' fds."""
+    loop = Loop()
+    chat = Broadcast()
+    broker = Broker(loop, url)
+    chat.link(broker, "c")
+    broker.start()
+    run_until(loop, lambda: broker.connected)
+    chat.publish(b"hello")
+    run_until(loop, lambda: broker.echoes == 1)
+    fds = [link._sock.fileno() for link in (broker._publisher, broker._subscriber) if link._sock]
+    assert len(fds) == 2
+    broker.close()
+    loop.close()
+    return fds
+
+
 def test_a_closed_broker_is_freed_by_reference_counting(redis: Redis) -> None:
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        loop = Loop()
-        chat = Broadcast()
-        broker = Broker(loop, redis.url)
-        chat.link(broker, "c")
-        broker.start()
-        run_until(loop, lambda: broker.connected)
-        chat.publish(b"hello")
-        run_until(loop, lambda: broker.echoes == 1)
-        fds = [link._sock.fileno() for link in (broker._publisher, broker._subscriber) if link._sock]
-        assert len(fds) == 2
-        broker.close()
-        loop.close()
-        del loop, chat, broker
+        fds = _use_and_close_a_broker(redis.url)
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
         ours = [obj for obj in gc.garbage if type(obj).__module__.startswith("reactor")]
