@@ -490,7 +490,8 @@ class Broker:
             name), or :meth:`publish` refuses it. Use the same value in every
             process.
         max_queue_messages, max_queue_bytes: bounds of the queue that holds
-            messages while the publisher is not connected.
+            messages while the publisher is not connected (a message larger
+            than ``max_queue_bytes`` is refused too).
     """
 
     __slots__ = (
@@ -534,7 +535,9 @@ class Broker:
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         self.url = url
         self.origin = b""  # chosen in start(), in the process that runs the loop
-        self.max_message_bytes = max_reply_bytes - 4096
+        # A message must fit in a reply (with room for its framing and
+        # channel) and in the queue, or publish() refuses it.
+        self.max_message_bytes = min(max_reply_bytes - 4096, max_queue_bytes)
         self.max_queue_messages = max_queue_messages
         self.max_queue_bytes = max_queue_bytes
         #: Counters (see docs/broker.md).

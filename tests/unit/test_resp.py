@@ -15,6 +15,7 @@ from reactor.broker import (
     encode_command,
     parse_url,
 )
+from reactor.cli import parse_args
 
 # (wire bytes, the reply they parse to)
 CASES: list[tuple[bytes, Reply]] = [
@@ -213,3 +214,12 @@ def test_parse_url() -> None:
     for bad in ("http://x:1", "redis://:1", "redis://u:p@x:1", "redis://x:1/2", "redis://x:99999", "x:1"):
         with pytest.raises(ValueError):
             parse_url(bad)
+
+
+def test_the_cli_takes_a_broker_url_and_refuses_a_bad_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args(["--broker", "redis://127.0.0.1:6380"]).config.broker == "redis://127.0.0.1:6380"
+    assert parse_args([]).config.broker is None
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--broker", "http://127.0.0.1:6380"])
+    assert exit_info.value.code == 2
+    assert "argument --broker: 'http://127.0.0.1:6380' is not a redis:// URL" in capsys.readouterr().err
