@@ -359,11 +359,12 @@ class RedisLink:
                 self._fail(f"connect: {os.strerror(code)}")
                 return
             self.state = "ready"
-            self.attempts = 0
             self.connects += 1
             self._want(EVENT_READ)
             self._timer.reset(self._loop.time() + self._settings["ping_interval_s"])
             error_log.info("broker: %s connected to %s:%d", self.name, *self._address[1][:2])
+            # A first PING proves that a Redis answers (see _on_reply).
+            self.send(encode_command("PING"))
             if self._owner is not None:
                 self._owner._link_ready(self)
             return
@@ -392,6 +393,10 @@ class RedisLink:
             self._flush()
 
     def _on_reply(self, reply: Reply) -> None:
+        # A reply, not a connect, proves the peer works: only now does the
+        # backoff start again from its shortest delay (a peer that accepts
+        # and never answers would otherwise be retried at that rate for ever).
+        self.attempts = 0
         push = isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message"
         if not push and self._awaiting:
             self._awaiting -= 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import re
 import shutil
@@ -372,3 +373,50 @@ def test_a_closed_broker_is_freed_by_reference_counting(redis: Redis) -> None:
         gc.garbage.clear()
         if was_enabled:
             gc.enable()
+
+
+def test_a_peer_that_never_replies_is_dropped_at_the_reply_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    """Every wait has a deadline: a silent "Redis" (it accepts, reads, says nothing) is left and retried."""
+    caplog.set_level(logging.DEBUG, "reactor.error")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        loop = Loop()
+        broker = Broker(
+            loop, f"redis://127.0.0.1:{listener.getsockname()[1]}", reply_timeout_s=0.3, backoff_min_s=0.05
+        )
+        broker.subscribe("c", lambda data: None)
+        broker.start()
+        accepted: list[socket.socket] = []
+
+        def accept() -> bool:
+            try:
+                accepted.append(listener.accept()[0])
+            except BlockingIOError:
+                pass
+            return len(accepted) >= 6  # two links, each connected three times
+
+        started = time.monotonic()
+        try:
+            run_until(loop, accept)
+            took = time.monotonic() - started
+            assert 0.6 <= took < 5, took  # two reply deadlines passed
+            assert broker._subscriber.connects >= 2 and not broker.connected
+            asked = []
+            for sock in accepted:
+                sock.setblocking(False)
+                try:
+                    asked.append(sock.recv(100))
+                except BlockingIOError:
+                    pass  # already read
+            subscribe = b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n"
+            assert any(data.startswith(b"*1\r\n$4\r\nPING\r\n") for data in asked), asked
+            assert any(data.endswith(subscribe) for data in asked), asked  # asked, never answered
+            # A link that connects but never gets a reply is not a success: the backoff grows.
+            assert broker._subscriber.attempts >= 2
+            messages = [record.getMessage() for record in caplog.records]
+            assert any(m.startswith("broker: subscriber: no reply in 0.3s; retrying in") for m in messages)
+        finally:
+            broker.close()
+            loop.close()
+            for sock in accepted:
+                sock.close()
