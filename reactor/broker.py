@@ -325,7 +325,11 @@ class RedisLink:
         if self.state in ("closed", "connecting", "ready"):
             return
         family, address = self._address
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of file descriptors, say: try again later
+            self._fail(f"socket: {exc.strerror}")
+            return
         sock.setblocking(False)
         code = sock.connect_ex(address)
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EINTR):
@@ -361,9 +365,9 @@ class RedisLink:
             self.state = "ready"
             self.connects += 1
             self._want(EVENT_READ)
-            self._timer.reset(self._loop.time() + self._settings["ping_interval_s"])
             error_log.info("broker: %s connected to %s:%d", self.name, *self._address[1][:2])
-            # A first PING proves that a Redis answers (see _on_reply).
+            # A first PING proves that a Redis answers (see _on_reply); its
+            # reply deadline replaces the connect deadline on the timer.
             self.send(encode_command("PING"))
             if self._owner is not None:
                 self._owner._link_ready(self)
