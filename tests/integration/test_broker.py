@@ -191,6 +191,10 @@ def two_servers(redis: Redis, tmp_path: Path) -> Iterator[tuple[Address, Address
     finally:
         for proc in procs:
             stop(proc)
+    # SIGTERM: a graceful shutdown, then the CLI closes the demo's broker; exit 0.
+    assert [proc.returncode for proc in procs] == [0, 0]
+    for log in logs:
+        assert "Traceback" not in log.read_text()
 
 
 def test_a_message_posted_to_one_server_reaches_the_other_exactly_once(
