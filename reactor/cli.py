@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__, trace
+from . import __version__, broker, trace
 from .app import App
 from .config import Config
 from .demo import make_demo
@@ -58,6 +58,14 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number above 0")
     return value
+
+
+def _broker_url(text: str) -> str:
+    try:
+        broker.parse_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _integer(text: str) -> int:
@@ -125,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trace", action="store_true", help="log every connection's state moves and selector events"
     )
+    parser.add_argument(
+        "--broker", type=_broker_url, metavar="URL", help="redis://HOST:PORT: broadcast through Redis pub/sub"
+    )
     parser.add_argument("--version", action="version", version=f"reactor {__version__}")
     limits = parser.add_argument_group("limits and timeouts")
     for flag, field, kind, text in _CONFIG_FLAGS:
@@ -150,6 +161,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             port=args.port,
             access_log=not args.no_access_log,
             trace=args.trace,
+            broker=args.broker,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
     except ValueError as exc:
@@ -210,4 +222,5 @@ def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | No
         shown = f"[{host}]" if ":" in host else host
         print(f"reactor {__version__} serving http://{shown}:{port}/ (pid {os.getpid()})", flush=True)
     (serve or Server.serve_forever)(server)
+    getattr(app, "close", lambda: None)()  # the demo's broker connections
     return 0

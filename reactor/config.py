@@ -79,6 +79,9 @@ class Config:
     lag_probe_interval_s: float = 0.5
     #: Log every connection's state moves and selector events (for learners).
     trace: bool = False
+    #: ``redis://HOST:PORT``: broadcasts that apps link to a channel go
+    #: through Redis pub/sub to every process (see docs/broker.md); None: none.
+    broker: str | None = None
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__, live
 from .app import App
+from .broker import Broker
 from .http.request import Request
 from .http.response import Response
 from .streams import Broadcast, EventStream, format_event
@@ -22,7 +23,7 @@ from .streams import Broadcast, EventStream, format_event
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["CHAT_HISTORY_BYTES", "CHAT_HISTORY_MESSAGES", "SITE", "Demo", "make_demo"]
+__all__ = ["CHAT_CHANNEL", "CHAT_HISTORY_BYTES", "CHAT_HISTORY_MESSAGES", "SITE", "Demo", "make_demo"]
 
 #: The demo site: HTML, CSS, JavaScript and an image, packaged with reactor.
 SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")
@@ -33,6 +34,8 @@ CHAT_HISTORY_MESSAGES = 100
 #: ...and at most this many bytes of event frames, whichever bound is hit first:
 #: a hundred large messages must not pin megabytes.
 CHAT_HISTORY_BYTES = 64 << 10
+#: The Redis channel of the chat, with ``--broker``.
+CHAT_CHANNEL = "reactor:chat"
 #: An event id is the decimal message number: longer ``Last-Event-ID`` values
 #: are bogus and get the whole history, as unparsable ones do.
 _MAX_ID_DIGITS = 20
@@ -48,6 +51,8 @@ class Demo(App):
         # One timer serves every clock subscriber; it runs only while there are any.
         self.clock = Broadcast()
         self.chat = Broadcast()
+        #: With ``--broker``: the chat goes through Redis (see attach()).
+        self.broker: Broker | None = None
         self._chat_id = 0
         # (id, event frame) of the last messages, oldest first; see CHAT_HISTORY_*.
         self._chat_history: deque[tuple[int, bytes]] = deque()
@@ -69,6 +74,23 @@ class Demo(App):
         super().attach(server)
         self.server = server
         self.clock.every(server.loop, 1.0, self._tick)
+        # With a broker, chat messages cross processes. The clock does not:
+        # every process ticks for its own subscribers, from its own timer.
+        # The tick is a function of the wall clock, the same on every host;
+        # relayed, N processes would each send every subscriber N ticks a
+        # second, unless one were elected to publish (a lease in Redis, and
+        # a failover when its holder dies) to save nothing. Local ticks also
+        # go on while Redis is down, and cost nothing where nobody listens.
+        if server.config.broker is not None:
+            self.broker = Broker(server.loop, server.config.broker)
+            self.chat.link(self.broker, CHAT_CHANNEL, self._chat_received)
+            self.broker.start()
+
+    def close(self) -> None:
+        """Close the broker's connections (the server has stopped)."""
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
 
     def info(self, request: Request) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -82,6 +104,8 @@ class Demo(App):
             info["accepted"] = self.server.accepted
             info["loop_iterations"] = self.server.loop.iterations
             info["timers"] = self.server.loop.pending_timers()
+        if self.broker is not None:
+            info["broker"] = self.broker.status()
         return info
 
     def now(self, request: Request) -> dict[str, Any]:
@@ -127,12 +151,34 @@ class Demo(App):
         return after if after <= self._chat_id else 0
 
     def chat_post(self, request: Request) -> dict[str, Any]:
+        """Deliver the message here at once; with a broker, also to every other process.
+
+        While Redis is down the post still succeeds (200): the message has
+        reached this process's subscribers and its history, and the broker
+        queues it (bounded) for the others. A 503 would invite a retry that
+        this process's subscribers would see twice. ``broker`` in the reply
+        says which: ``sent``, ``queued`` or ``refused`` (too large).
+        """
+        delivered = self._chat_deliver(request.body)
+        reply: dict[str, Any] = {"id": self._chat_id, "delivered": delivered}
+        if self.broker is not None:
+            connected = self.broker.connected
+            forwarded = self.chat.forward(request.body)
+            reply["broker"] = "refused" if not forwarded else "sent" if connected else "queued"
+        return reply
+
+    def _chat_received(self, data: bytes) -> None:
+        """A message posted to another process: numbered here, as a local one is."""
+        self._chat_deliver(data)
+
+    def _chat_deliver(self, body: bytes) -> int:
+        # Ids number the messages in the order this process saw them: with a
+        # broker, each process has its own numbering (see docs/broker.md).
         self._chat_id += 1
-        text = request.body.decode("utf-8", "replace")
+        text = body.decode("utf-8", "replace")
         frame = format_event(text, event="message", id=str(self._chat_id))
         self._remember(self._chat_id, frame)
-        delivered = self.chat.send(frame)
-        return {"id": self._chat_id, "delivered": delivered}
+        return self.chat.send(frame)
 
     def _remember(self, message_id: int, frame: bytes) -> None:
         """Keep ``frame`` in the history, dropping the oldest past either bound."""

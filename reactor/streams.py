@@ -266,21 +266,53 @@ class EventStream(PushStream):
         super()._finish()
 
 
+class Relay(Protocol):
+    """What :meth:`Broadcast.link` needs: a broker such as :class:`reactor.broker.Broker`."""
+
+    def subscribe(self, channel: str, handler: Callable[[bytes], object]) -> None: ...
+    def publish(self, channel: str, data: bytes) -> bool: ...
+
+
 class Broadcast:
     """A set of streams that receive the same messages.
 
     A stream leaves the set by itself when it ends. A subscriber that is not
     :attr:`~PushStream.writable` (its client reads too slowly) misses the
     message instead of making the server buffer it: ``skipped`` counts those.
+
+    :meth:`link` shares the broadcast with other processes through a broker:
+    :meth:`publish` then sends to the local subscribers and to the others.
     """
 
-    __slots__ = ("streams", "skipped", "_every", "_ticker")
+    __slots__ = ("streams", "skipped", "_every", "_ticker", "_relay", "_channel")
 
     def __init__(self) -> None:
         self.streams: set[PushStream] = set()
         self.skipped = 0
         self._every: tuple[Loop, float, Callable[[], object]] | None = None
         self._ticker: Timer | None = None
+        self._relay: Relay | None = None
+        self._channel = ""
+
+    def link(self, relay: Relay, channel: str, receive: Callable[[bytes], object] | None = None) -> None:
+        """Share this broadcast with other processes through ``relay`` on ``channel``.
+
+        What other processes publish on the channel goes to ``receive(data)``
+        (by default :meth:`send`: straight to the local subscribers).
+        """
+        self._relay = relay
+        self._channel = channel
+        relay.subscribe(channel, receive if receive is not None else self.send)
+
+    def forward(self, data: bytes) -> bool:
+        """Publish ``data`` to the other processes only; False if not linked or refused."""
+        return self._relay is not None and self._relay.publish(self._channel, data)
+
+    def publish(self, data: bytes) -> int:
+        """:meth:`send` to the local subscribers, then :meth:`forward`; returns :meth:`send`'s count."""
+        delivered = self.send(data)
+        self.forward(data)
+        return delivered
 
     def add(self, stream: S) -> S:
         """Subscribe ``stream``; returns it."""
