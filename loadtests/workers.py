@@ -156,10 +156,17 @@ def main() -> None:
         action="store_true",
         help="a new connection per request: the accept path, where workers share",
     )
+    parser.add_argument(
+        "--modes",
+        default="one,1,2",
+        help="which to run: one (one process), 1 and 2 (--workers); default %(default)s",
+    )
     args = parser.parse_args()
-    results: dict[str, list[Run]] = {mode: [] for mode in MODES}
+    names = {"one": "one process", "1": "--workers 1", "2": "--workers 2"}
+    modes = [names[key] for key in args.modes.split(",")]
+    results: dict[str, list[Run]] = {mode: [] for mode in modes}
     for round_number in range(args.rounds):
-        order = list(MODES) if round_number % 2 == 0 else list(reversed(MODES))
+        order = modes if round_number % 2 == 0 else modes[::-1]
         for mode in order:
             result = measure(mode, args.duration, args.connections, args.close)
             results[mode].append(result)
