@@ -4,7 +4,9 @@ With no flags it serves the built-in demo on http://127.0.0.1:8000. ``--app
 module:attribute`` serves any :class:`~reactor.app.App`; ``--static DIR``
 serves a directory at ``/`` and nothing else (see :mod:`reactor.static`);
 ``--port 0`` picks a free port. The bound address is printed on standard
-output.
+output. ``--workers N`` runs N worker processes under a master
+(:mod:`reactor.master`); ``--uds``, ``--fd`` and systemd socket activation
+take the listening socket from elsewhere (:func:`reactor.server.open_listeners`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
 """The server: listening sockets, accept, the connection registry, shutdown.
 
+Listening
+    :func:`open_listeners` makes the sockets: TCP on ``host:port``, a Unix
+    socket (``uds``), inherited descriptors (``fds``) or systemd's
+    (``LISTEN_FDS``). :meth:`Server.listen` opens them itself;
+    :meth:`Server.adopt` takes sockets opened elsewhere, as each worker of
+    reactor/master.py takes those its master opened before forking.
+
 Accepting
     The listener is watched for ``EVENT_READ``; each wakeup accepts in a loop
     until ``accept()`` would block (bounded per pass, so a connection storm
@@ -152,7 +159,6 @@ class Server:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Clients behind one address share one host string.
             connection = Connection(sock, _client_address(address), loop, config, app, self)
             connections.add(connection)
             connection.start()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import parse_responses, read_until_close
-from tests.integration.processes import APP, Hammer, Reactor, children, get
+from tests.integration.processes import APP, Hammer, Reactor, children, connect, get
 
 
 def start(tmp_path: Path, workers: int, *args: str, **kwargs: object) -> Reactor:
@@ -70,6 +70,53 @@ def test_a_killed_worker_is_replaced_within_a_second_and_the_master_says_why(tmp
         assert pids_answering(reactor, 2) == after
     finally:
         reactor.end()
+
+
+def test_workers_that_keep_dying_are_replaced_with_a_growing_backoff(tmp_path: Path) -> None:
+    reactor = start(tmp_path, 1)
+    try:
+        for _ in range(3):
+            (worker,) = reactor.wait_workers(lambda pids: len(pids) == 1)
+            reactor.wait_log(rf"worker {worker} ready")
+            with connect(reactor.address) as sock:
+                sock.sendall(b"GET /exit/7 HTTP/1.1\r\nHost: t\r\n\r\n")
+                assert sock.recv(100) == b""  # it died before answering
+            reactor.wait_log(rf"worker {worker} exited with status 7 after [\d.]+s; starting another")
+            reactor.wait_workers(lambda pids, gone=worker: len(pids) == 1 and gone not in pids)
+        delays = re.findall(
+            r"exited with status 7 after [\d.]+s; starting another in ([\d.]+)s", reactor.log()
+        )
+        assert delays == ["0.0", "0.1", "0.2"]  # died soon after starting: a crash loop
+    finally:
+        reactor.end()
+
+
+def test_workers_stop_when_the_master_is_killed(tmp_path: Path) -> None:
+    reactor = start(tmp_path, 2)
+    workers = reactor.workers()
+    try:
+        os.kill(reactor.pid, signal.SIGKILL)
+        reactor.proc.wait(5)
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{pid}") and not zombie(pid) for pid in workers):
+            assert time.monotonic() < deadline, "orphaned workers kept running"
+            time.sleep(0.05)
+        assert reactor.log().count("the master is gone; shutting down") == 2
+    finally:
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        reactor.end()
+
+
+def zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_max_requests_recycles_workers_without_a_failed_request(tmp_path: Path) -> None:

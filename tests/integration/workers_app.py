@@ -42,3 +42,9 @@ def env(request: Request) -> Response:
 @app.route("/echo", methods=["POST"])
 def echo(request: Request) -> Response:
     return Response(request.body, content_type="application/octet-stream")
+
+
+@app.route("/exit/{status}")
+def exit_now(request: Request) -> Response:
+    """End this worker at once with ``status``, as a crash would."""
+    os._exit(int(request.params["status"]))
