@@ -48,6 +48,13 @@ Supervision
       (plus a second) before SIGKILL. A second signal is forwarded too:
       a worker that gets two stops at once.
 
+    A worker that stops while the others serve on (SIGTERM, its
+    ``--max-requests`` reached, its master gone) drains first
+    (:meth:`~reactor.server.Server.drain`): it stops accepting, answers with
+    ``Connection: close``, and gives connections that are idle or have just
+    been accepted up to a second to send a request, so that none is closed
+    under a request its client has already sent.
+
     Workers ignore SIGINT: Ctrl-C in a terminal signals the whole process
     group, and the master's forwarded SIGTERM is the one they act on. A
     worker whose master is gone (``os.getppid()`` changed) shuts down.
@@ -382,7 +389,7 @@ def run_worker(server: Server, ready: Callable[[], None], max_requests: int) -> 
 
     def on_term(signum: int) -> None:
         if server.accepting:
-            server.shutdown()
+            server.drain()
         else:
             error_log.warning("second signal: stopping now")
             server.close_all()
@@ -390,7 +397,7 @@ def run_worker(server: Server, ready: Callable[[], None], max_requests: int) -> 
     def check_parent() -> None:
         if os.getppid() != master:
             error_log.warning("worker %d: the master is gone; shutting down", os.getpid())
-            server.shutdown()
+            server.drain()
         elif server.accepting:
             loop.call_later(_PARENT_CHECK_S, check_parent)
 

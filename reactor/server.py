@@ -47,6 +47,7 @@ from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
 
 __all__ = [
+    "DRAIN_S",
     "LISTEN_FDS_START",
     "Server",
     "bind_tcp",
@@ -63,6 +64,9 @@ _OUT_OF_FDS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM
 # Bytes a lingering close drains at most before it gives up on the client.
 _LINGER_MAX_BYTES = 1 << 20
 _OPEN_STATES = tuple(state for state in State if state is not State.CLOSED)
+#: How long :meth:`Server.drain` waits for idle and fresh connections to send a request.
+DRAIN_S = 1.0
+_DRAIN_POLL_S = 0.01
 
 
 class Server:
@@ -91,6 +95,7 @@ class Server:
         self._accept_paused_until = 0.0
         self._fd_error_logged = False
         self._stopping = False
+        self._draining = False  # see drain()
         self._shutdown_timer: Timer | None = None
         self._lingering: dict[socket.socket, Timer] = {}
         # An app may want the server (for its loop and figures): it says so
@@ -119,8 +124,8 @@ class Server:
 
     @property
     def accepting(self) -> bool:
-        """False once shutdown has begun: responses then close their connection."""
-        return not self._stopping
+        """False once shutdown (or a drain) has begun: responses then close their connection."""
+        return not (self._stopping or self._draining)
 
     def _start_accepting(self) -> None:
         if not self._listening and not self._stopping:
@@ -192,7 +197,36 @@ class Server:
 
     def _recycle(self) -> None:
         error_log.info("served %d requests: stopping to be replaced", self.metrics.requests)
-        self.shutdown()
+        self.drain()
+
+    def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Leave the other processes on a shared socket to serve, losing no request.
+
+        :meth:`shutdown` closes at once a connection that is idle or has not
+        sent a byte yet; for a process that stops while others go on
+        serving, that loses requests: a client that has just connected has
+        sent its request or is about to, and one on an idle keep-alive
+        connection may be sending its next. So first: stop accepting (the
+        connections waiting in the shared queue go to the others), answer
+        every request with ``Connection: close``, and give the connections
+        that are idle or waiting for a request head up to ``timeout_s`` to
+        send one. Then :meth:`shutdown`.
+        """
+        if self._draining or self._stopping:
+            return
+        self._draining = True
+        self._stop_accepting()
+        for sock in self._listeners:
+            sock.close()  # this process's copy: the socket stays open in the others
+        self._listeners.clear()
+        self._drain_until(self.loop.time() + timeout_s)
+
+    def _drain_until(self, deadline: float) -> None:
+        counts = self.count_by_state()
+        if counts["IDLE"] + counts["READING_HEADERS"] == 0 or self.loop.time() >= deadline or self._stopping:
+            self.shutdown()
+        else:
+            self.loop.call_later(_DRAIN_POLL_S, self._drain_until, deadline)
 
     # -- the connection registry --------------------------------------------
 

@@ -126,16 +126,17 @@ def test_max_requests_recycles_workers_without_a_failed_request(tmp_path: Path) 
     try:
         for hammer in hammers:
             hammer.start()
-        # 2 workers of 20 to 25 requests each: 200 requests need several generations.
-        deadline = time.monotonic() + 30
-        while sum(hammer.ok for hammer in hammers) < 200 and time.monotonic() < deadline:
+        # 20 to 25 requests per worker: 800 requests take some 35 workers in turn,
+        # each of which stops while clients are connecting to it.
+        deadline = time.monotonic() + 40
+        while sum(hammer.ok for hammer in hammers) < 800 and time.monotonic() < deadline:
             time.sleep(0.05)
         for hammer in hammers:
             hammer.stop()
         served_by = set().union(*(hammer.pids for hammer in hammers))
-        assert sum(hammer.ok for hammer in hammers) >= 200
+        assert sum(hammer.ok for hammer in hammers) >= 800
         assert [failure for hammer in hammers for failure in hammer.failures] == []
-        assert len(served_by) >= 6, served_by  # at least 4 replacements answered
+        assert len(served_by) >= 20, served_by
         assert served_by - first
         assert "(recycled); replacing it" in reactor.log()
         assert "stopping to be replaced" in reactor.log()
