@@ -19,10 +19,13 @@ mode, warm it up with wrk for 2 s, then read utime+stime of every worker
 ``--duration`` seconds, and read them again. CPU per request is the workers'
 CPU time over the requests wrk completed; the master's is shown apart.
 Modes alternate within each round (the order reversed every other round) so
-that a drift of the machine favours none; medians over the rounds are
-printed, as a Markdown table, with the commands. Context switches per
-request (``/proc/PID/status``, voluntary and not) show how often the workers
-gave up the core: that, not the master, is what more workers on one core add.
+that a drift of the machine favours none. "two processes" is a control:
+two independent single-process servers on two ports, each loaded by its own
+wrk with half the connections; what it costs over one process is what two
+processes sharing one core cost, with no master and no shared socket.
+Medians over the rounds are printed, as a Markdown table, with the
+commands. Context switches per request (``/proc/PID/status``, voluntary and
+not) show how often the serving processes gave up the core.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import signal
 import socket
 import statistics
@@ -41,10 +45,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-MODES: dict[str, list[str]] = {
-    "one process": [],
-    "--workers 1": ["--workers", "1"],
-    "--workers 2": ["--workers", "2"],
+#: Each mode: how many servers, and their flags. "two processes" is the
+#: control: two independent servers on two ports (no shared socket, no
+#: master), each with half of wrk's connections.
+MODES: dict[str, tuple[int, list[str]]] = {
+    "one process": (1, []),
+    "two processes": (2, []),
+    "--workers 1": (1, ["--workers", "1"]),
+    "--workers 2": (1, ["--workers", "2"]),
 }
 WARMUP_S = 2
 
@@ -87,17 +95,25 @@ def children(ppid: int) -> list[int]:
     return found
 
 
-def wrk(url: str, duration_s: int, connections: int, close: bool) -> tuple[list[str], int, float]:
-    """Run wrk on core 1; its command, the requests it completed and requests/s."""
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s"]
-    command += [*(["-H", "Connection: close"] if close else []), url]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
-    requests = re.search(r"(\d+) requests in", out)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    if not requests or not rate or errors:
-        raise RuntimeError(f"wrk: {out}")
-    return command, int(requests.group(1)), float(rate.group(1))
+def wrk(urls: list[str], duration_s: int, connections: int, close: bool) -> tuple[str, int, float]:
+    """wrk on core 1, one per URL at once (connections split); the command, requests and requests/s."""
+    each = max(1, connections // len(urls))
+    header = ["-H", "Connection: close"] if close else []
+    commands = [
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{each}", f"-d{duration_s}s", *header, url] for url in urls
+    ]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for command in commands]
+    requests, rate = 0, 0.0
+    for run in runs:
+        out, _ = run.communicate(timeout=duration_s + 30)
+        done = re.search(r"(\d+) requests in", out)
+        per_s = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+        if run.returncode or not done or not per_s or errors:
+            raise RuntimeError(f"wrk: {out}")
+        requests += int(done.group(1))
+        rate += float(per_s.group(1))
+    return "  &  ".join(shlex.join(command) for command in commands), requests, rate
 
 
 @dataclass
@@ -109,41 +125,58 @@ class Run:
     command: str
 
 
-def measure(mode: str, duration_s: int, connections: int, close: bool) -> Run:
+def start_server(flags: list[str]) -> tuple[subprocess.Popen[str], list[int], str, str]:
+    """A server on core 0: the process, the pids that serve, its URL and its command."""
     port = free_port()
     server = [sys.executable, "-m", "reactor", "--app", "loadtests.hello:app", "--port", str(port)]
-    server += ["--no-access-log", *MODES[mode]]
+    server += ["--no-access-log", *flags]
     proc = subprocess.Popen(["taskset", "-c", "0", *server], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "serving ...": listening
+    want = int(flags[1]) if flags else 0
+    deadline = time.monotonic() + 10
+    while len(children(proc.pid)) < want:
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    serving = children(proc.pid) if want else [proc.pid]
+    shown = " ".join(["taskset", "-c", "0", "python", "-m", "reactor", *server[3:]])
+    return proc, serving, f"http://127.0.0.1:{port}/", shown
+
+
+def measure(mode: str, duration_s: int, connections: int, close: bool) -> Run:
+    count, flags = MODES[mode]
+    procs: list[subprocess.Popen[str]] = []
     try:
-        assert proc.stdout is not None
-        proc.stdout.readline()  # "serving ...": listening
-        want = int(MODES[mode][1]) if MODES[mode] else 0
-        deadline = time.monotonic() + 10
-        while len(children(proc.pid)) < want:
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/"
-        wrk(url, WARMUP_S, connections, close)
-        workers = children(proc.pid) if want else [proc.pid]
-        before = [cpu_s(pid) for pid in workers]
-        switched = sum(switches(pid) for pid in workers)
-        master_before = cpu_s(proc.pid)
-        command, requests, rate = wrk(url, duration_s, connections, close)
-        worker_s = sum(cpu_s(pid) for pid in workers) - sum(before)
-        switched = sum(switches(pid) for pid in workers) - switched
-        master_s = cpu_s(proc.pid) - master_before if want else 0.0
-        shown = " ".join(["taskset", "-c", "0", "python", "-m", "reactor", *server[3:]])
-        return Run(
-            rate, worker_s / requests * 1e6, master_s, switched / requests, f"{shown}  &  {' '.join(command)}"
-        )
+        servers = []
+        for _ in range(count):
+            server = start_server(flags)
+            procs.append(server[0])
+            servers.append(server)
+        serving = [pid for _, pids, _, _ in servers for pid in pids]
+        urls = [url for _, _, url, _ in servers]
+        wrk(urls, WARMUP_S, connections, close)
+        before = sum(cpu_s(pid) for pid in serving)
+        switched = sum(switches(pid) for pid in serving)
+        master_before = cpu_s(procs[0].pid)
+        command, requests, rate = wrk(urls, duration_s, connections, close)
+        worker_s = sum(cpu_s(pid) for pid in serving) - before
+        switched = sum(switches(pid) for pid in serving) - switched
+        master_s = cpu_s(procs[0].pid) - master_before if flags else 0.0
+        shown = "  &  ".join(server[3] for server in servers)
+        return Run(rate, worker_s / requests * 1e6, master_s, switched / requests, f"{shown}  &  {command}")
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        for proc in procs:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def main() -> None:
@@ -158,11 +191,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--modes",
-        default="one,1,2",
-        help="which to run: one (one process), 1 and 2 (--workers); default %(default)s",
+        default="one,two,1,2",
+        help="which to run: one or two (independent processes), 1 and 2 (--workers); default %(default)s",
     )
     args = parser.parse_args()
-    names = {"one": "one process", "1": "--workers 1", "2": "--workers 2"}
+    names = {"one": "one process", "two": "two processes", "1": "--workers 1", "2": "--workers 2"}
     modes = [names[key] for key in args.modes.split(",")]
     results: dict[str, list[Run]] = {mode: [] for mode in modes}
     for round_number in range(args.rounds):
