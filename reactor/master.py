@@ -23,10 +23,12 @@ One shared socket, not SO_REUSEPORT
     also works the same way for sockets from outside (``--fd``, ``--uds``,
     systemd socket activation), which cannot be re-bound per worker. Its
     cost: each worker's selector watches the same socket, so a new
-    connection wakes every idle worker, and all but one find nothing to
-    accept (``selectors`` offers no ``EPOLLEXCLUSIVE``). With one worker
-    per core that is a few wasted wakeups per connection, measured in
-    docs/scaling.md; it is not the thousand-process herd the name recalls.
+    connection wakes every idle worker, and under load the workers race
+    for one queue; the one that finds it drained has made a pass for
+    nothing. With two workers on one core and a new connection per
+    request that was about 15 % more CPU per request (docs/scaling.md,
+    which also shows that ``EPOLLEXCLUSIVE`` did not remove it); with
+    keep-alive connections, nothing measurable.
 
 Supervision
     The master's loop is reactor's own loop used only for its signal
