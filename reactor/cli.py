@@ -119,6 +119,12 @@ _CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
     ("--max-body", "max_body_bytes", positive_int, "request body bytes (413 above)"),
     ("--backlog", "backlog", positive_int, "listen(2) backlog"),
     (
+        "--worker-boot-timeout",
+        "worker_boot_timeout_s",
+        positive_float,
+        "seconds a new worker may take to be ready",
+    ),
+    (
         "--watchdog",
         "watchdog_threshold_s",
         positive_float,

@@ -89,6 +89,9 @@ class Config:
     #: Each worker's limit is max_requests plus a random 0 to this, so that
     #: workers started together are not all replaced at the same moment.
     max_requests_jitter: int = 0
+    #: A new worker that is not accepting this long after its fork is killed
+    #: (and replaced with backoff): a reload never waits forever.
+    worker_boot_timeout_s: float = 30.0
     #: Listen on this Unix socket path instead of host:port.
     uds: str | None = None
     #: Permission bits of the ``uds`` socket file: who may connect.

@@ -44,6 +44,9 @@ Supervision
     - SIGHUP: replace every worker, one at a time: start a new one, wait
       until it says it is accepting (a byte on its readiness pipe), then
       stop one old one gracefully (SIGTERM: it finishes its requests).
+      A worker not ready within ``worker_boot_timeout_s`` is killed and,
+      like any that dies, replaced with backoff: a new version that hangs
+      at start stalls the reload while the old workers go on serving.
     - SIGTTIN / SIGTTOU: one worker more / one fewer (never below one).
     - SIGTERM / SIGINT: stop: close the master's copy of the listeners,
       send SIGTERM to every worker, and wait up to ``shutdown_timeout_s``
@@ -101,7 +104,7 @@ WorkerBoot = Callable[[list[socket.socket], Callable[[], None], int], int]
 class Worker:
     """The master's record of one worker process."""
 
-    __slots__ = ("pid", "pipe", "started", "ready", "retiring")
+    __slots__ = ("pid", "pipe", "started", "ready", "retiring", "boot_timer")
 
     def __init__(self, pid: int, pipe: int, started: float) -> None:
         self.pid = pid
@@ -109,6 +112,7 @@ class Worker:
         self.started = started
         self.ready = False
         self.retiring = False  # asked to stop: not replaced when it exits
+        self.boot_timer: Timer | None = None  # kills it if it is not ready in time
 
 
 class Master:
@@ -167,6 +171,9 @@ class Master:
         worker = Worker(pid, read_end, self.loop.time())
         self.workers[pid] = worker
         self.loop.register(read_end, EVENT_READ, lambda mask: self._on_pipe(worker))
+        worker.boot_timer = self.loop.call_later(
+            self.config.worker_boot_timeout_s, self._boot_timed_out, worker
+        )
         error_log.info("worker %d started", pid)
 
     def _run_child(self, ready_fd: int) -> None:
@@ -202,6 +209,7 @@ class Master:
             return
         if not worker.ready:
             worker.ready = True
+            _release(worker)
             self._ever_ready = True
             error_log.info("worker %d ready", worker.pid)
             self._reload_step()
@@ -222,21 +230,33 @@ class Master:
             return
         active = self._active()
         missing = self.target - len(active)
-        if missing > 0:
-            delay = self._spawn_after - self.loop.time()
-            if delay > 0:
-                if self._spawn_timer is None:
-                    self._spawn_timer = self.loop.call_later(delay, self._spawn_due)
-                return
+        if missing > 0 and not self._backing_off():
             for _ in range(missing):
                 self._spawn()
         elif missing < 0 and not self._reload:
             for worker in active[:-missing]:
                 self._retire(worker)
 
+    def _backing_off(self) -> bool:
+        """Whether no worker may start yet; if so, a timer tries again when one may."""
+        delay = self._spawn_after - self.loop.time()
+        if delay <= 0:
+            return False
+        if self._spawn_timer is None:
+            self._spawn_timer = self.loop.call_later(delay, self._spawn_due)
+        return True
+
     def _spawn_due(self) -> None:
         self._spawn_timer = None
+        self._reload_step()
         self._maintain()
+
+    def _boot_timed_out(self, worker: Worker) -> None:
+        worker.boot_timer = None
+        if not worker.ready and self.workers.get(worker.pid) is worker:
+            timeout_s = self.config.worker_boot_timeout_s
+            error_log.warning("worker %d not ready after %.1fs: SIGKILL", worker.pid, timeout_s)
+            _kill(worker.pid, signal.SIGKILL)
 
     def _retire(self, worker: Worker, signum: int = signal.SIGTERM) -> None:
         worker.retiring = True
@@ -263,6 +283,7 @@ class Master:
 
     def _ended(self, worker: Worker, status: int) -> None:
         self._close_pipe(worker)
+        _release(worker)
         code = os.waitstatus_to_exitcode(status)
         why = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         lived = self.loop.time() - worker.started
@@ -310,7 +331,7 @@ class Master:
             # The replacement is ready: the old one may go.
             self._retire(self.workers[self._reload.pop(0)])
             self._reload_step()
-        else:
+        elif not self._backing_off():
             self._spawn()
 
     def _on_ttin(self, signum: int) -> None:
@@ -359,6 +380,12 @@ class Master:
             self._kill_timer = None
         error_log.info("master %d: all workers stopped", os.getpid())
         self.loop.stop()
+
+
+def _release(worker: Worker) -> None:
+    if worker.boot_timer is not None:
+        worker.boot_timer.release()
+        worker.boot_timer = None
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -183,6 +183,29 @@ def test_sighup_replaces_every_worker_with_no_failed_request_under_load(tmp_path
         reactor.end()
 
 
+def test_a_new_worker_that_never_gets_ready_is_killed_and_the_old_one_serves_on(tmp_path: Path) -> None:
+    hang = tmp_path / "hang"
+    reactor = start(tmp_path, 1, "--worker-boot-timeout", "0.5", env={"REACTOR_TEST_HANG": str(hang)})
+    try:
+        (old,) = reactor.workers()
+        hang.touch()  # from now on the app hangs at import
+        reactor.signal(signal.SIGHUP)
+        reactor.wait_log(r"worker \d+ not ready after 0.5s: SIGKILL", count=2)
+        assert reactor.wait_log(r"killed by SIGKILL after [\d.]+s; starting another in ([\d.]+)s", count=2)[
+            :2
+        ] == [
+            "0.0",
+            "0.1",
+        ]
+        assert int(get(reactor.address, "/pid")) == old  # the old worker still serves
+        hang.unlink()  # a fixed version: the reload completes
+        (new,) = reactor.wait_workers(lambda pids: len(pids) == 1 and old not in pids, timeout=15)
+        reactor.wait_log(rf"worker {new} ready")
+        assert int(get(reactor.address, "/pid")) == new
+    finally:
+        reactor.end()
+
+
 def test_sigttin_and_sigttou_change_the_number_of_workers(tmp_path: Path) -> None:
     reactor = start(tmp_path, 2)
     try:

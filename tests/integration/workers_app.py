@@ -7,6 +7,7 @@ names (when set), so a test can show that only workers import the app.
 from __future__ import annotations
 
 import os
+import time
 
 from reactor import App, Request, Response
 
@@ -14,6 +15,12 @@ IMPORTS = os.environ.get("REACTOR_TEST_IMPORTS")
 if IMPORTS:
     with open(IMPORTS, "a") as log:
         log.write(f"{os.getpid()}\n")
+
+# While the file REACTOR_TEST_HANG names exists, importing hangs: a new
+# version of an app that never starts.
+HANG = os.environ.get("REACTOR_TEST_HANG")
+while HANG and os.path.exists(HANG):
+    time.sleep(0.05)
 
 app = App()
 
