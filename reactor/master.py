@@ -126,6 +126,7 @@ class Master:
         self.workers: dict[int, Worker] = {}
         self.loop = Loop()
         self._stopping = False
+        self._finished = False
         self._status = 0
         self._ever_ready = False
         self._streak = 0  # workers in a row that died soon after they started
@@ -375,6 +376,9 @@ class Master:
             _kill(pid, signal.SIGKILL)
 
     def _finish(self) -> None:
+        if self._finished:
+            return  # one SIGCHLD reaped them all; the next finds none
+        self._finished = True
         if self._kill_timer is not None:
             self._kill_timer.release()
             self._kill_timer = None

@@ -252,6 +252,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_cleanly(tmp_path: Path) -
         log = reactor.log()
         assert "SIGTERM: stopping 2 workers" in log
         assert all(f"worker {pid} stopped: exited with status 0" in log for pid in workers)
+        assert log.count("all workers stopped") == 1
         assert not any(children(reactor.pid))
         try:
             socket.create_connection(reactor.address, timeout=2).close()
