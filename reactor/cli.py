@@ -4,7 +4,9 @@ With no flags it serves the built-in demo on http://127.0.0.1:8000. ``--app
 module:attribute`` serves any :class:`~reactor.app.App`; ``--static DIR``
 serves a directory at ``/`` and nothing else (see :mod:`reactor.static`);
 ``--port 0`` picks a free port. The bound address is printed on standard
-output.
+output. ``--workers N`` runs N worker processes under a master
+(:mod:`reactor.master`); ``--uds``, ``--fd`` and systemd socket activation
+take the listening socket from elsewhere (:func:`reactor.server.open_listeners`).
 """
 
 from __future__ import annotations
@@ -13,17 +15,31 @@ import argparse
 import importlib
 import math
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from . import __version__, broker, trace
 from .app import App
 from .config import Config
 from .demo import make_demo
 from .log import configure
-from .server import Server
+from .master import Master, run_worker
+from .server import Server, describe_listener, open_listeners
 
-__all__ = ["load_app", "main", "parse_args", "port_number", "positive_float", "positive_int", "static_app"]
+__all__ = [
+    "build_app",
+    "descriptor",
+    "file_mode",
+    "load_app",
+    "main",
+    "parse_args",
+    "port_number",
+    "positive_float",
+    "positive_int",
+    "static_app",
+]
 
 _CACHE_CONTROL = "no-cache"  # what --static sends unless --cache-control says otherwise
 
@@ -68,6 +84,25 @@ def _broker_url(text: str) -> str:
     return text
 
 
+def file_mode(text: str) -> int:
+    """Permission bits in octal, ``660`` or ``0o660``."""
+    try:
+        value = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not octal permission bits") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not permission bits (0 to 777)")
+    return value
+
+
+def descriptor(text: str) -> int:
+    """A file descriptor number, 0 or more."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a descriptor number")
+    return value
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -91,6 +126,12 @@ _CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
     ("--max-headers", "max_header_count", positive_int, "header fields per request (431 above)"),
     ("--max-body", "max_body_bytes", positive_int, "request body bytes (413 above)"),
     ("--backlog", "backlog", positive_int, "listen(2) backlog"),
+    (
+        "--worker-boot-timeout",
+        "worker_boot_timeout_s",
+        positive_float,
+        "seconds a new worker may take to be ready",
+    ),
     (
         "--watchdog",
         "watchdog_threshold_s",
@@ -137,6 +178,39 @@ def _parser() -> argparse.ArgumentParser:
         "--broker", type=_broker_url, metavar="URL", help="redis://HOST:PORT: broadcast through Redis pub/sub"
     )
     parser.add_argument("--version", action="version", version=f"reactor {__version__}")
+    processes = parser.add_argument_group("processes and sockets (docs/scaling.md, docs/deployment.md)")
+    processes.add_argument(
+        "--workers",
+        type=positive_int,
+        default=defaults.workers,
+        help="run N worker processes under a master (default: one process, no master)",
+    )
+    processes.add_argument(
+        "--max-requests",
+        type=positive_int,
+        default=defaults.max_requests,
+        help="replace a worker after N responses",
+    )
+    processes.add_argument(
+        "--max-requests-jitter",
+        type=positive_int,
+        default=defaults.max_requests_jitter,
+        help="add 0 to N to each worker's --max-requests",
+    )
+    processes.add_argument("--uds", metavar="PATH", help="listen on a Unix socket instead of --host/--port")
+    processes.add_argument(
+        "--uds-mode",
+        type=file_mode,
+        default=defaults.uds_mode,
+        help=f"permission bits of the --uds socket, octal (default {defaults.uds_mode:o})",
+    )
+    processes.add_argument(
+        "--fd",
+        type=descriptor,
+        action="append",
+        default=[],
+        help="serve an inherited listening socket, by descriptor number (repeatable)",
+    )
     limits = parser.add_argument_group("limits and timeouts")
     for flag, field, kind, text in _CONFIG_FLAGS:
         default = getattr(defaults, field)
@@ -162,6 +236,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             access_log=not args.no_access_log,
             trace=args.trace,
             broker=args.broker,
+            workers=args.workers,
+            max_requests=args.max_requests,
+            max_requests_jitter=args.max_requests_jitter,
+            uds=args.uds,
+            uds_mode=args.uds_mode,
+            fds=tuple(args.fd),
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
     except ValueError as exc:
@@ -199,6 +279,15 @@ def static_app(directory: str, **options: object) -> App:
     return app
 
 
+def build_app(args: argparse.Namespace) -> App:
+    """The app the flags name: ``--app``, ``--static`` or the demo."""
+    if args.app:
+        return load_app(args.app)
+    if args.static:
+        return static_app(args.static, listing=args.listing, cache_control=args.cache_control or None)
+    return make_demo()
+
+
 def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | None = None) -> int:
     """Run the server; returns the exit status. ``serve`` replaces the run (tests)."""
     args = parse_args(argv)
@@ -206,21 +295,55 @@ def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | No
     if args.trace:
         trace.enable()
     config: Config = args.config
-    if args.app:
-        app = load_app(args.app)
-    elif args.static:
-        app = static_app(args.static, listing=args.listing, cache_control=args.cache_control or None)
-    else:
-        app = make_demo()
-    server = Server(app, config)
+    # With workers the app is built in each worker, never here (see reactor.master).
+    server = None if config.workers else Server(build_app(args), config)
     try:
-        addresses = server.listen()
+        listeners = open_listeners(config)
     except OSError as exc:
-        print(f"reactor: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
+        where = config.uds or (
+            f"fd {', '.join(map(str, config.fds))}" if config.fds else f"{config.host}:{config.port}"
+        )
+        print(f"reactor: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    for host, port in addresses:
-        shown = f"[{host}]" if ":" in host else host
-        print(f"reactor {__version__} serving http://{shown}:{port}/ (pid {os.getpid()})", flush=True)
-    (serve or Server.serve_forever)(server)
-    getattr(app, "close", lambda: None)()  # the demo's broker connections
-    return 0
+    plural = "" if config.workers == 1 else "s"
+    how = (
+        f"master pid {os.getpid()}, {config.workers} worker{plural}"
+        if config.workers
+        else f"pid {os.getpid()}"
+    )
+    for sock in listeners:
+        print(f"reactor {__version__} serving {describe_listener(sock)} ({how})", flush=True)
+    try:
+        if server is None:
+            return Master(config, listeners, partial(_boot_worker, args)).run()
+        server.adopt(listeners)
+        (serve or Server.serve_forever)(server)
+        _close_app(server)
+        return 0
+    finally:
+        if config.uds is not None:
+            _remove_socket_file(config.uds)
+
+
+def _boot_worker(
+    args: argparse.Namespace, listeners: list[socket.socket], ready: Callable[[], None], max_requests: int
+) -> int:
+    """A worker's life, after the fork: build the app and serve (see reactor.master)."""
+    server = Server(build_app(args), args.config)
+    server.adopt(listeners)
+    try:
+        return run_worker(server, ready, max_requests)
+    finally:
+        _close_app(server)
+
+
+def _close_app(server: Server) -> None:
+    """Let an app release what it holds past its server (the demo's broker connections)."""
+    getattr(server.app, "close", lambda: None)()
+
+
+def _remove_socket_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -83,6 +83,25 @@ class Config:
     #: through Redis pub/sub to every process (see docs/broker.md); None: none.
     broker: str | None = None
 
+    # -- processes and sockets (see docs/scaling.md and docs/deployment.md) ----
+    #: Worker processes under a master (reactor/master.py); 0: one process, no master.
+    workers: int = 0
+    #: A worker that has sent this many responses is replaced; 0: never.
+    #: gunicorn's max_requests; a slow leak in an app then cannot grow forever.
+    max_requests: int = 0
+    #: Each worker's limit is max_requests plus a random 0 to this, so that
+    #: workers started together are not all replaced at the same moment.
+    max_requests_jitter: int = 0
+    #: A new worker that is not accepting this long after its fork is killed
+    #: (and replaced with backoff): a reload never waits forever.
+    worker_boot_timeout_s: float = 30.0
+    #: Listen on this Unix socket path instead of host:port.
+    uds: str | None = None
+    #: Permission bits of the ``uds`` socket file: who may connect.
+    uds_mode: int = 0o660
+    #: Inherited listening sockets, by descriptor number, instead of host:port.
+    fds: tuple[int, ...] = ()
+
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -94,5 +113,14 @@ class Config:
                 not isinstance(value, (int, float)) or value <= 0
             ):
                 raise ValueError(f"{field.name} must be positive, not {value!r}")
+        for name in ("workers", "max_requests", "max_requests_jitter"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a whole number, 0 or more, not {getattr(self, name)!r}")
+        if (self.max_requests or self.max_requests_jitter) and not self.workers:
+            raise ValueError("max_requests needs workers: a master replaces a worker that stops")
+        if self.max_requests_jitter and not self.max_requests:
+            raise ValueError("max_requests_jitter needs max_requests")
+        if not 0 <= self.uds_mode <= 0o777:
+            raise ValueError(f"uds_mode must be permission bits, 0 to 0o777, not {oct(self.uds_mode)}")
         if self.write_low_water_bytes > self.write_high_water_bytes:
             raise ValueError("write_low_water_bytes must not exceed write_high_water_bytes")

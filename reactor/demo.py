@@ -98,6 +98,8 @@ class Demo(App):
             "version": __version__,
             "python": platform.python_version(),
             "uptime_s": round(time.monotonic() - self.started, 3),
+            # Which process answered: with --workers N, one of N.
+            "pid": os.getpid(),
         }
         if self.server is not None:
             info["connections"] = self.server.count_by_state()

@@ -1,5 +1,12 @@
 """The server: listening sockets, accept, the connection registry, shutdown.
 
+Listening
+    :func:`open_listeners` makes the sockets: TCP on ``host:port``, a Unix
+    socket (``uds``), inherited descriptors (``fds``) or systemd's
+    (``LISTEN_FDS``). :meth:`Server.listen` opens them itself;
+    :meth:`Server.adopt` takes sockets opened elsewhere, as each worker of
+    reactor/master.py takes those its master opened before forking.
+
 Accepting
     The listener is watched for ``EVENT_READ``; each wakeup accepts in a loop
     until ``accept()`` would block (bounded per pass, so a connection storm
@@ -23,9 +30,12 @@ Graceful shutdown
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import socket
+import stat
 import threading
+from collections.abc import Callable
 from functools import partial
 from sys import intern
 
@@ -36,7 +46,17 @@ from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
 
-__all__ = ["Server"]
+__all__ = [
+    "DRAIN_S",
+    "LISTEN_FDS_START",
+    "Server",
+    "bind_tcp",
+    "bind_unix",
+    "describe_listener",
+    "inherited_socket",
+    "open_listeners",
+    "systemd_sockets",
+]
 
 # Accepts per listener wakeup, at most (tornado accepts up to its backlog).
 _ACCEPT_BATCH = 128
@@ -44,6 +64,9 @@ _OUT_OF_FDS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM
 # Bytes a lingering close drains at most before it gives up on the client.
 _LINGER_MAX_BYTES = 1 << 20
 _OPEN_STATES = tuple(state for state in State if state is not State.CLOSED)
+#: How long :meth:`Server.drain` waits for idle and fresh connections to send a request.
+DRAIN_S = 1.0
+_DRAIN_POLL_S = 0.01
 
 
 class Server:
@@ -72,6 +95,7 @@ class Server:
         self._accept_paused_until = 0.0
         self._fd_error_logged = False
         self._stopping = False
+        self._draining = False  # see drain()
         self._shutdown_timer: Timer | None = None
         self._lingering: dict[socket.socket, Timer] = {}
         # An app may want the server (for its loop and figures): it says so
@@ -85,29 +109,23 @@ class Server:
     # -- listening -----------------------------------------------------------
 
     def listen(self) -> list[tuple[str, int]]:
-        """Bind and listen; returns the bound ``(host, port)`` addresses."""
-        config = self.config
-        family, kind, proto, _, address = socket.getaddrinfo(
-            config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            sock.listen(config.backlog)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        self._listeners.append(sock)
-        bound = sock.getsockname()
-        self.addresses.append((bound[0], bound[1]))
+        """Open the listeners ``config`` names (see :func:`open_listeners`); returns the TCP addresses."""
+        self.adopt(open_listeners(self.config))
         return self.addresses
+
+    def adopt(self, listeners: list[socket.socket]) -> None:
+        """Serve on sockets that are already listening (bound by a master, or inherited)."""
+        for sock in listeners:
+            sock.setblocking(False)
+            self._listeners.append(sock)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                bound = sock.getsockname()
+                self.addresses.append((bound[0], bound[1]))
 
     @property
     def accepting(self) -> bool:
-        """False once shutdown has begun: responses then close their connection."""
-        return not self._stopping
+        """False once shutdown (or a drain) has begun: responses then close their connection."""
+        return not (self._stopping or self._draining)
 
     def _start_accepting(self) -> None:
         if not self._listening and not self._stopping:
@@ -146,8 +164,7 @@ class Server:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Clients behind one address share one host string.
-            connection = Connection(sock, (intern(address[0]), address[1]), loop, config, app, self)
+            connection = Connection(sock, _client_address(address), loop, config, app, self)
             connections.add(connection)
             connection.start()
 
@@ -167,6 +184,49 @@ class Server:
     def _resume_after_pause(self) -> None:
         if len(self.connections) < self.config.max_connections:
             self._start_accepting()
+
+    # -- recycling (a worker's --max-requests) ----------------------------
+
+    def stop_after_requests(self, requests: int) -> None:
+        """Shut down gracefully once ``requests`` responses have been sent.
+
+        Call it before :meth:`start`. A worker process that a master
+        supervises uses it to be replaced after a number of requests.
+        """
+        self.metrics = _CountingMetrics(requests, partial(self.loop.call_soon, self._recycle))
+
+    def _recycle(self) -> None:
+        error_log.info("served %d requests: stopping to be replaced", self.metrics.requests)
+        self.drain()
+
+    def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Leave the other processes on a shared socket to serve, losing no request.
+
+        :meth:`shutdown` closes at once a connection that is idle or has not
+        sent a byte yet; for a process that stops while others go on
+        serving, that loses requests: a client that has just connected has
+        sent its request or is about to, and one on an idle keep-alive
+        connection may be sending its next. So first: stop accepting (the
+        connections waiting in the shared queue go to the others), answer
+        every request with ``Connection: close``, and give the connections
+        that are idle or waiting for a request head up to ``timeout_s`` to
+        send one. Then :meth:`shutdown`.
+        """
+        if self._draining or self._stopping:
+            return
+        self._draining = True
+        self._stop_accepting()
+        for sock in self._listeners:
+            sock.close()  # this process's copy: the socket stays open in the others
+        self._listeners.clear()
+        self._drain_until(self.loop.time() + timeout_s)
+
+    def _drain_until(self, deadline: float) -> None:
+        counts = self.count_by_state()
+        if counts["IDLE"] + counts["READING_HEADERS"] == 0 or self.loop.time() >= deadline or self._stopping:
+            self.shutdown()
+        else:
+            self.loop.call_later(_DRAIN_POLL_S, self._drain_until, deadline)
 
     # -- the connection registry --------------------------------------------
 
@@ -307,3 +367,165 @@ class Server:
             sock.close()
         self._listeners.clear()
         self.loop.close()
+
+
+class _CountingMetrics(Metrics):
+    """Metrics that call ``on_limit`` once, when the ``limit``-th response is counted."""
+
+    __slots__ = ("limit", "on_limit")
+
+    def __init__(self, limit: int, on_limit: Callable[[], object]) -> None:
+        super().__init__()
+        self.limit = limit
+        self.on_limit = on_limit
+
+    def observe(self, status: int, duration_s: float) -> None:
+        super().observe(status, duration_s)
+        if self.requests == self.limit:
+            self.on_limit()
+
+
+# -- listening sockets ---------------------------------------------------------
+# A listener comes from one of three places: bound here (TCP or a Unix
+# socket), inherited as a descriptor number (--fd), or passed by systemd's
+# socket activation. Each is made in one small function; open_listeners()
+# picks them from the config. None of them accepts: that is the Server's job.
+
+#: The first descriptor systemd passes (SD_LISTEN_FDS_START in sd-daemon.h).
+LISTEN_FDS_START = 3
+#: A Unix-socket peer has no address: its connections' client is this.
+_UNIX_CLIENT = ("unix", 0)
+
+
+def _client_address(address: object) -> tuple[str, int]:
+    """The peer as ``(host, port)``; a Unix-socket peer (a path or "") is ``("unix", 0)``."""
+    if isinstance(address, tuple):
+        # Clients behind one address share one host string.
+        return intern(address[0]), address[1]
+    return _UNIX_CLIENT
+
+
+def open_listeners(config: Config) -> list[socket.socket]:
+    """The listening sockets ``config`` asks for, each listening and non-blocking.
+
+    Sockets from outside win: systemd's (``LISTEN_FDS``), then ``config.fds``
+    and ``config.uds``; only when there are none is ``host:port`` bound.
+    """
+    listeners = systemd_sockets()
+    try:
+        listeners += [inherited_socket(fd) for fd in config.fds]
+        if config.uds is not None:
+            listeners.append(bind_unix(config.uds, config.backlog, config.uds_mode))
+        if not listeners:
+            listeners.append(bind_tcp(config.host, config.port, config.backlog))
+    except OSError:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
+    """A Unix stream socket at ``path`` with permission bits ``mode``, listening.
+
+    A socket file left by a process that died is removed first, but only
+    when nothing answers on it: a second server must not steal the path of
+    a running one. Any other file at ``path`` is left alone (bind fails).
+    """
+    if _is_stale_socket(path):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The file bind() creates gets 0o777 minus the umask: setting the umask
+    # around it gives the file its mode from the start, with no window in
+    # which it has wider bits (a chmod after bind would leave one).
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        sock.bind(path)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    try:
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        os.unlink(path)
+        raise
+    return sock
+
+
+def _is_stale_socket(path: str) -> bool:
+    """Whether ``path`` is a socket file that nothing listens on."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return False
+    except FileNotFoundError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True  # a file with no listener behind it
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"a server is listening on {path}")
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening stream socket open on descriptor ``fd`` (``--fd``, or systemd's)."""
+    sock = socket.socket(fileno=fd)  # family and type are read from the descriptor
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()  # not ours to close
+        raise OSError(errno.EINVAL, f"descriptor {fd} is not a listening stream socket")
+    sock.set_inheritable(False)  # a program the app runs must not hold it
+    sock.setblocking(False)
+    return sock
+
+
+def systemd_sockets() -> list[socket.socket]:
+    """The sockets systemd passed (``LISTEN_FDS`` from descriptor 3), or none.
+
+    As sd_listen_fds(3): only when ``LISTEN_PID`` is this process. The
+    variables are removed once read, so that no child process (a worker,
+    or a program the app runs) takes the sockets for its own.
+    """
+    pid, count = os.environ.get("LISTEN_PID"), os.environ.get("LISTEN_FDS")
+    if pid is None or count is None or pid != str(os.getpid()):
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not count.isdigit():
+        raise OSError(errno.EINVAL, f"LISTEN_FDS is not a number: {count!r}")
+    return [inherited_socket(fd) for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + int(count))]
+
+
+def describe_listener(sock: socket.socket) -> str:
+    """Where ``sock`` listens, as printed at start: a URL, or ``unix:PATH``."""
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        path = address.decode(errors="replace") if isinstance(address, bytes) else address
+        return f"unix:{path or '(unnamed)'}"
+    host, port = address[0], address[1]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
