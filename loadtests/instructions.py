@@ -9,8 +9,8 @@ twice, with 2,000 and with 4,000 requests, and divides the difference by
 
 ``parse``: parse, route, handle and frame one keep-alive GET, with no socket.
 ``full``: the same request through a real :class:`~reactor.connection.Connection`
-on a socket pair, one ``loop.run_once()`` per request (the client's send and
-recv in the same process are counted too).
+on a :class:`~reactor.transport.Transport` over a socket pair, one ``loop.run_once()``
+per request (the client's send and recv in the same process are counted too).
 
 Needs Debian's ``valgrind``.
 """
@@ -50,14 +50,15 @@ def run_full(count: int) -> None:
     from loadtests.hello import app
     from reactor import Config, Server
     from reactor.connection import Connection
+    from reactor.transport import Transport
 
     config = Config(port=0, access_log=False)
     server = Server(app, config)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    connection = Connection(ours, ("127.0.0.1", 1), server.loop, config, app, server)
+    connection = Connection(("127.0.0.1", 1), server.loop, config, app, server)
     server.connections.add(connection)
-    connection.start()
+    Transport(ours, server.loop, config, server, connection).start()
     for _ in range(count):
         theirs.send(REQUEST)
         server.loop.run_once()

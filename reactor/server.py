@@ -35,6 +35,7 @@ from .connection import Application, Connection, State, count_by_state
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
+from .transport import Transport
 
 __all__ = ["Server"]
 
@@ -146,10 +147,12 @@ class Server:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Clients behind one address share one host string.
-            connection = Connection(sock, (intern(address[0]), address[1]), loop, config, app, self)
+            # Clients behind one address share one host string (a Unix
+            # socket's peer has no address: it is named "unix").
+            client = (intern(address[0]), address[1]) if address else ("unix", 0)
+            connection = Connection(client, loop, config, app, self)
             connections.add(connection)
-            connection.start()
+            Transport(sock, loop, config, self, connection).start()
 
     def _pause_accepting(self, exc: OSError) -> None:
         pause_s = self.config.accept_pause_s
