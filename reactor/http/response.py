@@ -19,7 +19,6 @@ import json as _json
 import re
 import time
 from collections.abc import Iterable
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
@@ -232,6 +231,23 @@ class Response:
         return f"<Response {self.status} {size}>"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _imf_fixdate(now: float) -> str:
+    """``Sun, 06 Nov 1994 08:49:37 GMT`` (RFC 9110 §5.6.7), whatever the locale.
+
+    Written here rather than taken from ``email.utils.formatdate``, which
+    imports ``socket``: this package stays free of it.
+    """
+    t = time.gmtime(now)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
 class _DateCache:
     """The ``Date`` field, formatted at most once a second (RFC 9110 §6.6.1)."""
 
@@ -246,7 +262,7 @@ class _DateCache:
         second = int(now)
         if second != self.second:
             self.second = second
-            self.line = f"Server: {SERVER}\r\nDate: {formatdate(now, usegmt=True)}\r\n".encode()
+            self.line = f"Server: {SERVER}\r\nDate: {_imf_fixdate(now)}\r\n".encode()
         return self.line
 
 
