@@ -191,8 +191,7 @@ class Transport:
             self._paused = True
             self.protocol.pause_writing()
         if not self._in_callback and not self._flush_soon:
-            self._flush_soon = True
-            self.loop.call_soon(self._flush_scheduled)
+            self._soon()
 
     def retract(self, first: bytes) -> bool:
         """Drop ``first`` and everything written after it, if none of it was sent."""
@@ -236,15 +235,24 @@ class Transport:
         """Call the protocol's ``resume_producing`` whenever the socket can
         take more (True), or no longer (False)."""
         self._producer = producing
-        if producing and not self._in_callback and not self._flush_soon:
-            self._flush_soon = True
-            self.loop.call_soon(self._flush_scheduled)
+        if not self._in_callback and not self._flush_soon:
+            self._soon()
 
     def pause_reading(self) -> None:
         self._reading = False
+        if not self._in_callback and not self._flush_soon:
+            self._soon()
 
     def resume_reading(self) -> None:
         self._reading = not self._eof and not self._closing
+        if not self._in_callback and not self._flush_soon:
+            self._soon()
+
+    def _soon(self) -> None:
+        """Asked from outside a callback (a timer, another connection): send
+        and make the mask follow on the next pass, once for all such asks."""
+        self._flush_soon = True
+        self.loop.call_soon(self._flush_scheduled)
 
     @property
     def at_eof(self) -> bool:
