@@ -6,8 +6,8 @@ A :class:`Connection` is the *protocol* over one
 :class:`~reactor.transport.Transport`: the transport moves bytes and calls it
 back (``data_received``, ``eof_received``, ``resume_writing``,
 ``resume_producing``, ``connection_lost``); the connection parses requests,
-calls the app, frames responses (with :mod:`reactor.http.framing`) and writes
-them. It never touches a socket.
+calls the app, frames responses (:func:`reactor.http.response.frame`, body
+producers from :mod:`reactor.http.bodies`) and writes them. It never touches a socket.
 
 A connection is always in one :class:`State`. The only way to change it is
 :meth:`Connection._move`, which looks the move up in :data:`TRANSITIONS` and
@@ -51,21 +51,22 @@ import enum
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .http.bodies import Producer, producer_for
 from .http.errors import LocalProtocolError, ProtocolError
-from .http.framing import (
+from .http.parser import Event, RequestParser
+from .http.request import Request
+from .http.response import (
     CHUNKED,
     CLOSE,
     LAST_CHUNK,
     LENGTH,
     NONE,
-    Producer,
+    Response,
     encode_chunk,
+    encode_head,
     frame,
-    producer_for,
+    informational,
 )
-from .http.parser import Event, RequestParser
-from .http.request import Request
-from .http.response import Response, encode_head, informational
 from .log import access, access_log, error_log, escape
 
 if TYPE_CHECKING:
@@ -597,7 +598,7 @@ class Connection:
     def _client(self) -> str:
         return str(self.client[0])
 
-    # -- the body sink (see reactor.http.framing.BodySink) --------------------
+    # -- the body sink (see reactor.http.bodies.BodySink) --------------------
 
     @property
     def writable(self) -> bool:

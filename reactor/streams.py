@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
-from .http.framing import BodySink, Producer, register_producer
+from .http.bodies import BodySink, Producer, register_producer
 
 if TYPE_CHECKING:
     from .loop import Loop, Timer

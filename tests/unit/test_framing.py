@@ -8,19 +8,15 @@ from typing import Any
 
 import pytest
 
-from reactor.http.framing import (
-    LAST_CHUNK,
+from reactor.http.bodies import (
     PRODUCERS,
     FileProducer,
-    Framing,
     IteratorProducer,
     Producer,
-    encode_chunk,
-    frame,
     producer_for,
     register_producer,
 )
-from reactor.http.response import FileBody
+from reactor.http.response import LAST_CHUNK, FileBody, Framing, encode_chunk, frame
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def _loaded_after(statement: str) -> str:
 
 def test_importing_the_http_engine_loads_no_socket_or_selector() -> None:
     assert _loaded_after("import reactor.http") == "False False False"
-    engine = "import reactor.http.framing, reactor.connection, reactor.streams"
+    engine = "import reactor.http.bodies, reactor.connection, reactor.streams"
     assert _loaded_after(engine) == "False False False"
 
 

@@ -1,98 +1,30 @@
-"""Response framing, sans-IO: how a body is delimited, and who produces it.
+"""Body producers, sans-IO: who writes a response body that is not bytes.
 
-Framing
-    :func:`frame` decides how the body of one response is delimited on the
-    wire (RFC 9112 §6.3), from its status, the request's version and the
-    body's length when it is known:
-
-    ======================  =====================================  ==========
-    the response            framing                                 body sent
-    ======================  =====================================  ==========
-    1xx, 204, 304           :data:`Framing.NONE` (no length field)  never
-    a known length          :data:`Framing.LENGTH` (Content-Length) not HEAD
-    streamed, HTTP/1.1      :data:`Framing.CHUNKED`                 not HEAD
-    streamed, HTTP/1.0      :data:`Framing.CLOSE` (ends at close)   not HEAD
-    ======================  =====================================  ==========
-
-    A close-delimited body forbids keep-alive; :func:`encode_chunk` and
-    :data:`LAST_CHUNK` frame a chunked one.
-
-Body producers
-    A body that is not plain bytes is written by a :class:`Producer`, chosen
-    by the body's type from :data:`PRODUCERS` (a subclass finds its base's
-    entry; any other iterable is pulled as an iterator). Other packages add
-    their kinds with :func:`register_producer`: :mod:`reactor.streams` adds
-    the push stream, which this package does not import. A producer writes
-    into a :class:`BodySink` (the connection, which frames what it is given)
-    and knows nothing of sockets.
+A body that is not plain bytes is written by a :class:`Producer`, chosen by
+the body's type from :data:`PRODUCERS` (a subclass finds its base's entry;
+any other iterable is pulled as an iterator). Other packages add their kinds
+with :func:`register_producer`: :mod:`reactor.streams` adds the push stream,
+which this package does not import. A producer writes into a
+:class:`BodySink` (the connection, which frames what it is given, see
+:func:`reactor.http.response.frame`) and knows nothing of sockets.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
 
 from .response import FileBody
 
 __all__ = [
-    "LAST_CHUNK",
     "PRODUCERS",
     "BodySink",
     "FileProducer",
-    "Framing",
     "IteratorProducer",
     "Producer",
-    "encode_chunk",
-    "frame",
     "producer_for",
     "register_producer",
 ]
-
-
-class Framing(enum.Enum):
-    """How a response body is delimited."""
-
-    LENGTH = "length"  # Content-Length
-    CHUNKED = "chunked"  # Transfer-Encoding: chunked
-    CLOSE = "close"  # the body ends when the connection closes
-    NONE = "none"  # no body at all (1xx, 204, 304)
-
-    __hash__ = object.__hash__
-
-
-LENGTH = Framing.LENGTH
-CHUNKED = Framing.CHUNKED
-CLOSE = Framing.CLOSE
-NONE = Framing.NONE
-
-
-def frame(status: int, version: str, length: int | None) -> Framing:
-    """How to delimit the body of a ``status`` response to a ``version``
-    request; ``length`` is the body's size, or None when it is streamed."""
-    # RFC 9110 §6.4.1: 1xx, 204 and 304 responses have no body (the same
-    # rule as body_allowed, inline: this runs for every response).
-    if status < 200 or status in {204, 304}:
-        return NONE
-    if length is not None:
-        return LENGTH
-    return CHUNKED if version == "HTTP/1.1" else CLOSE
-
-
-# Pieces up to this size are copied into their chunk framing (one buffer);
-# larger ones are framed around, not copied.
-_COPY_BYTES = 16384
-
-#: The chunk that ends a chunked body (with no trailer fields).
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-def encode_chunk(piece: bytes) -> tuple[bytes, ...]:
-    """``piece`` as one chunk: the buffers to send, in order (never empty
-    ``piece``: an empty chunk would end the body)."""
-    if len(piece) <= _COPY_BYTES:
-        return (b"%x\r\n%b\r\n" % (len(piece), piece),)
-    return (b"%x\r\n" % len(piece), piece, b"\r\n")
 
 
 class BodySink(Protocol):
