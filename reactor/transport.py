@@ -49,6 +49,8 @@ import errno
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .log import error_log, escape
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .metrics import Metrics
 
-__all__ = ["BaseProtocol", "Transport", "TransportOwner"]
+__all__ = ["BaseProtocol", "Lingering", "Transport", "TransportOwner"]
 
 # Buffers per sendmsg(): the system's IOV_MAX where it says, else POSIX's minimum.
 try:
@@ -69,6 +71,8 @@ except (AttributeError, OSError, ValueError):
 _FLUSH_ROUNDS = 8
 # Resets and broken pipes are the peer leaving: logged at debug level only.
 _DISCONNECTED = frozenset((errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT))
+# Bytes a lingering close drains at most before it gives up on the client.
+_LINGER_MAX_BYTES = 1 << 20
 
 
 class BaseProtocol(Protocol):
@@ -443,6 +447,65 @@ class Transport:
         protocol.connection_lost(exc)
         if not lingering:
             self.sock.close()  # after connection_lost, which may still name its fd
+
+
+class Lingering:
+    """Half-closed sockets drained before they close (RFC 9112 §9.6).
+
+    A transport that closes while the client may still be sending hands its
+    socket here: the sending side is shut, and what the client still sends is
+    read and dropped until its end of input, ``_LINGER_MAX_BYTES``, or
+    ``timeout_s``, so that closing with unread input does not reset the
+    connection before the client has read the answer. The server keeps one,
+    so that a graceful shutdown waits for them.
+    """
+
+    __slots__ = ("loop", "timeout_s", "_socks")
+
+    def __init__(self, loop: Loop, timeout_s: float) -> None:
+        self.loop = loop
+        self.timeout_s = timeout_s
+        self._socks: dict[socket.socket, tuple[Timer, Callable[[], object]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._socks)
+
+    def add(self, sock: socket.socket, on_end: Callable[[], object]) -> None:
+        """Half-close ``sock`` and drain it; ``on_end()`` once it is closed."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        timer = self.loop.call_later(self.timeout_s, self.end, sock)
+        self._socks[sock] = (timer, on_end)
+        self.loop.register(sock, EVENT_READ, partial(self._drain, sock, [0]))
+
+    def _drain(self, sock: socket.socket, drained: list[int], mask: int) -> None:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        drained[0] += len(data)
+        if not data or drained[0] > _LINGER_MAX_BYTES:
+            self.end(sock)
+
+    def end(self, sock: socket.socket) -> None:
+        """Stop draining ``sock`` and close it."""
+        entry = self._socks.pop(sock, None)
+        if entry is None:
+            return
+        timer, on_end = entry
+        timer.release()  # it holds the socket: let both go now, not when it comes due
+        self.loop.unregister(sock)
+        sock.close()
+        on_end()
+
+    def close_all(self) -> None:
+        for sock in list(self._socks):
+            self.end(sock)
 
 
 class _Gone:

@@ -13,7 +13,7 @@ import pytest
 from reactor import Config
 from reactor.loop import EVENT_READ, EVENT_WRITE, Loop
 from reactor.metrics import Metrics
-from reactor.transport import Transport
+from reactor.transport import Lingering, Transport
 
 
 class Owner:
@@ -186,3 +186,18 @@ def test_linger_half_closes_when_the_client_may_still_send(
     loop.run_once()
     assert theirs.recv(10) == b"bye"
     assert owner.lingered == [ours]
+
+
+def test_a_lingering_socket_is_drained_then_closed(pair: tuple[Loop, socket.socket, socket.socket]) -> None:
+    loop, ours, theirs = pair
+    ended: list[bool] = []
+    lingering = Lingering(loop, timeout_s=5)
+    lingering.add(ours, lambda: ended.append(True))
+    assert len(lingering) == 1
+    assert theirs.recv(10) == b""  # our sending side is shut
+    theirs.sendall(b"late request bytes")  # read and dropped
+    loop.run_once()
+    assert not ended
+    theirs.shutdown(socket.SHUT_WR)
+    loop.run_once()
+    assert ended == [True] and len(lingering) == 0 and ours.fileno() == -1
