@@ -71,6 +71,8 @@ except (AttributeError, OSError, ValueError):
 _FLUSH_ROUNDS = 8
 # Resets and broken pipes are the peer leaving: logged at debug level only.
 _DISCONNECTED = frozenset((errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT))
+# Largest piece of a file read and queued where sendfile cannot be used.
+_COPY_PIECE_BYTES = 1 << 16
 # Bytes a lingering close drains at most before it gives up on the client.
 _LINGER_MAX_BYTES = 1 << 20
 
@@ -120,7 +122,8 @@ class Transport:
         "_write_timer",
     )
 
-    #: Whether :meth:`sendfile` may use the kernel's ``sendfile`` (not under TLS).
+    #: Whether :meth:`sendfile` may use the kernel's ``sendfile``. A TLS
+    #: transport sets it False: files are then read and queued in bounded pieces.
     can_sendfile = True
 
     def __init__(
@@ -221,6 +224,8 @@ class Transport:
         queued output is out: the bytes sent (0: not now, or closed)."""
         if self._out is not None or self._closed:
             return 0
+        if not self.can_sendfile:
+            return self._send_file_copy(file, offset, count)
         try:
             sent = os.sendfile(self.sock.fileno(), file.fileno(), offset, count)
         except (BlockingIOError, InterruptedError):
@@ -234,6 +239,15 @@ class Transport:
             raise EOFError(f"{file!r} ended {count} bytes early")
         self._metrics.bytes_sent += sent
         return sent
+
+    def _send_file_copy(self, file: Any, offset: int, count: int) -> int:
+        """``sendfile`` where the kernel cannot (TLS): read a bounded piece
+        and queue it, so the same water marks hold it back."""
+        piece = os.pread(file.fileno(), min(count, _COPY_PIECE_BYTES), offset)
+        if not piece:
+            raise EOFError(f"{file!r} ended {count} bytes early")
+        self.write(piece)
+        return len(piece)
 
     def set_producer(self, producing: bool) -> None:
         """Call the protocol's ``resume_producing`` whenever the socket can

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import gc
 import socket
+import threading
+import time
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +204,59 @@ def test_a_lingering_socket_is_drained_then_closed(pair: tuple[Loop, socket.sock
     theirs.shutdown(socket.SHUT_WR)
     loop.run_once()
     assert ended == [True] and len(lingering) == 0 and ours.fileno() == -1
+
+
+class NoSendfile(Transport):
+    """A transport that may not use the kernel's sendfile (as under TLS)."""
+
+    __slots__ = ()
+
+    can_sendfile = False
+
+
+@pytest.mark.parametrize("kind", [Transport, NoSendfile])
+def test_sendfile_sends_the_range_with_or_without_the_kernel(
+    pair: tuple[Loop, socket.socket, socket.socket], tmp_path: Path, kind: type[Transport]
+) -> None:
+    loop, ours, theirs = pair
+    path = tmp_path / "data.bin"
+    data = bytes(range(256)) * 2048  # 512 KiB: more than one piece, more than the socket holds
+    path.write_bytes(data)
+    sent = 0
+    config = Config(write_high_water_bytes=65536, write_low_water_bytes=16384)
+
+    class Sender(Recorder):
+        def resume_producing(self) -> None:
+            nonlocal sent
+            assert self.transport is not None
+            step = self.transport.sendfile(file, 100 + sent, len(data) - 100 - sent)
+            sent += step
+            if sent == len(data) - 100:
+                self.transport.set_producer(False)
+                self.transport.close()
+
+    with path.open("rb") as file:
+        protocol = Sender()
+        transport = kind(ours, loop, config, Owner(), protocol)
+        transport.start()
+        transport.set_producer(True)
+        received = bytearray()
+
+        def read_all() -> None:  # the client, reading as fast as it can
+            while chunk := theirs.recv(1 << 20):
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        deadline = time.monotonic() + 20
+        peak = 0
+        while protocol.calls[-1] != "lost" and time.monotonic() < deadline:
+            loop.run_once()
+            peak = max(peak, transport.buffered)
+        reader.join(10)
+    # The kernel's sendfile bypasses the queue; without it the file is read and queued piece by
+    # piece, never past one high-water mark plus one piece.
+    assert (peak > 0) is (kind is NoSendfile)
+    assert peak <= config.write_high_water_bytes + 65536
+    assert bytes(received) == data[100:]
+    assert protocol.calls[-1] == "lost"
