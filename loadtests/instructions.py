@@ -14,9 +14,9 @@ one end of a socket pair reads the request, finds the end of its head with
 ``find(b"\\r\\n\\r\\n")`` and sends a fixed response. It is measured exactly
 like ``full`` (the same request, the client's side in the same process).
 ``parse``: parse, route, handle and frame one keep-alive GET, with no socket.
-``full``: the same GET through a real :class:`~reactor.connection.Connection`
-on a socket pair, one ``loop.run_once()`` per request (the client's send and
-recv in the same process are counted too).
+``full``: the same request through a real :class:`~reactor.connection.Connection`
+on a :class:`~reactor.transport.Transport` over a socket pair, one ``loop.run_once()``
+per request (the client's send and recv in the same process are counted too).
 ``post``: ``full`` with ``POST /echo`` and a 1 KiB body (echoed back).
 ``pipelined``: ``full`` with 16 GETs in one send; the figure is per request.
 
@@ -120,14 +120,15 @@ def _connection() -> tuple[Callable[[], None], socket.socket]:
     from loadtests.hello import app
     from reactor import Config, Server
     from reactor.connection import Connection
+    from reactor.transport import Transport
 
     config = Config(port=0, access_log=False)
     server = Server(app, config)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    connection = Connection(ours, ("127.0.0.1", 1), server.loop, config, app, server)
+    connection = Connection(("127.0.0.1", 1), server.loop, config, app, server)
     server.connections.add(connection)
-    connection.start()
+    Transport(ours, server.loop, config, server, connection).start()
     return server.loop.run_once, theirs
 
 

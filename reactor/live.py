@@ -18,16 +18,13 @@ import json
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .app import App
 from .http.request import Request
 from .http.response import Response
-from .metrics import prometheus_text
+from .metrics import Observed, prometheus_text
 from .streams import Broadcast, EventStream
-
-if TYPE_CHECKING:
-    from .server import Server
 
 __all__ = ["LiveView", "mount"]
 
@@ -43,16 +40,16 @@ class LiveView:
         self.interval_s = interval_s
         # The server holds the app, which holds this view: a weak reference
         # back keeps that from being a cycle.
-        self._server: weakref.ref[Server] | None = None
+        self._server: weakref.ref[Observed] | None = None
         self.watchers = Broadcast()
         self._previous: tuple[float, int, int, int, int] | None = None
 
     @property
-    def server(self) -> Server | None:
+    def server(self) -> Observed | None:
         """The server this view shows (None before it is attached, or once it is gone)."""
         return self._server() if self._server is not None else None
 
-    def attach(self, server: Server) -> None:
+    def attach(self, server: Observed) -> None:
         self._server = weakref.ref(server)
         # The broadcast is this view's own: a weak method keeps its ticker's
         # callback from holding the view that holds the broadcast.

@@ -7,19 +7,22 @@ request). Connections by state follow from the moves they make, counted in
 (one list increment a move), so rendering the figures never walks the
 connections. Pending timers are read
 from the loop when asked for. The loop's lag is sampled by one timer.
+
+Observers (this exposition, the live view, ``--trace``) never import the
+server: it hands them an :class:`Observed`, the few figures they show.
 """
 
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .connection import MOVE_COUNTERS
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .loop import Loop
 
-__all__ = ["DURATION_BUCKETS_S", "Metrics", "prometheus_text"]
+__all__ = ["DURATION_BUCKETS_S", "Metrics", "Observed", "prometheus_text"]
 
 #: Upper bounds of the request-duration histogram's buckets, in seconds.
 DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -65,11 +68,23 @@ class Metrics:
         self.duration_sum_s += duration_s
 
 
+class Observed(Protocol):
+    """What a server hands its observers: its counters, its loop, its connections by state."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def loop(self) -> Loop: ...
+    @property
+    def accepted(self) -> int: ...
+    def count_by_state(self) -> dict[str, int]: ...
+
+
 def _line(name: str, value: float, labels: str = "") -> str:
     return f"{name}{{{labels}}} {value}\n" if labels else f"{name} {value}\n"
 
 
-def prometheus_text(server: Server) -> str:
+def prometheus_text(server: Observed) -> str:
     """Every figure of ``server`` in the Prometheus text format (version 0.0.4)."""
     metrics = server.metrics
     loop = server.loop

@@ -45,6 +45,7 @@ from .connection import Application, Connection, State, count_by_state
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
+from .transport import Lingering, Transport
 
 __all__ = [
     "DRAIN_S",
@@ -61,8 +62,6 @@ __all__ = [
 # Accepts per listener wakeup, at most (tornado accepts up to its backlog).
 _ACCEPT_BATCH = 128
 _OUT_OF_FDS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
-# Bytes a lingering close drains at most before it gives up on the client.
-_LINGER_MAX_BYTES = 1 << 20
 _OPEN_STATES = tuple(state for state in State if state is not State.CLOSED)
 #: How long :meth:`Server.drain` waits for idle and fresh connections to send a request.
 DRAIN_S = 1.0
@@ -97,7 +96,7 @@ class Server:
         self._stopping = False
         self._draining = False  # see drain()
         self._shutdown_timer: Timer | None = None
-        self._lingering: dict[socket.socket, Timer] = {}
+        self._lingering = Lingering(self.loop, self.config.linger_timeout_s)
         # An app may want the server (for its loop and figures): it says so
         # with an attach(server) method.
         attach = getattr(app, "attach", None)
@@ -164,9 +163,9 @@ class Server:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = Connection(sock, _client_address(address), loop, config, app, self)
+            connection = Connection(_client_address(address), loop, config, app, self)
             connections.add(connection)
-            connection.start()
+            Transport(sock, loop, config, self, connection).start()
 
     def _pause_accepting(self, exc: OSError) -> None:
         pause_s = self.config.accept_pause_s
@@ -239,34 +238,10 @@ class Server:
             self._start_accepting()
 
     def linger(self, sock: socket.socket) -> None:
-        """Half-close ``sock`` and drain its input until EOF or the linger timeout."""
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            sock.close()
-            return
-        timer = self.loop.call_later(self.config.linger_timeout_s, self._end_linger, sock)
-        self._lingering[sock] = timer
-        self.loop.register(sock, EVENT_READ, partial(self._drain, sock, [0]))
+        """A transport's lingering close: kept here so that shutdown waits for it."""
+        self._lingering.add(sock, self._linger_ended)
 
-    def _drain(self, sock: socket.socket, drained: list[int], mask: int) -> None:
-        try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        drained[0] += len(data)
-        if not data or drained[0] > _LINGER_MAX_BYTES:
-            self._end_linger(sock)
-
-    def _end_linger(self, sock: socket.socket) -> None:
-        timer = self._lingering.pop(sock, None)
-        if timer is None:
-            return
-        timer.release()  # it holds the socket: let both go now, not when it comes due
-        self.loop.unregister(sock)
-        sock.close()
+    def _linger_ended(self) -> None:
         if self._stopping:
             self._stop_when_done()
 
@@ -355,8 +330,7 @@ class Server:
         self._stop_accepting()
         for connection in list(self.connections):
             connection.close()
-        for sock in list(self._lingering):
-            self._end_linger(sock)
+        self._lingering.close_all()
         self._release_timers()
         self.loop.stop()
 

@@ -29,7 +29,9 @@ small :class:`StreamSink` protocol.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+
+from .http.bodies import BodySink, Producer, register_producer
 
 if TYPE_CHECKING:
     from .loop import Loop, Timer
@@ -381,3 +383,28 @@ class Broadcast:
 
     def __iter__(self) -> Iterator[PushStream]:
         return iter(list(self.streams))
+
+
+class _PushProducer(Producer):
+    """A push stream as a response body: its owner writes, the sink never pulls."""
+
+    __slots__ = ()
+
+    pushed = True
+    body: PushStream
+
+    def start(self, sink: BodySink) -> None:
+        # The connection that sends a push stream is also its StreamSink.
+        self.body.attach(cast(StreamSink, sink))
+
+    def produce(self, sink: BodySink) -> bool:
+        return False  # never pulled
+
+    def drained(self) -> None:
+        self.body.drained()
+
+    def close(self) -> None:
+        self.body.detach()
+
+
+register_producer(PushStream, _PushProducer)

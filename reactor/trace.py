@@ -13,9 +13,11 @@ the machinery turn::
 ("read at accept" is the read a new connection tries at once, before it is
 in the selector; a later read shows as "ready READ".)
 
-Free when off: :func:`enable` swaps traced versions of five
-:class:`~reactor.connection.Connection` methods onto the class; until it is
-called, the code that runs is the plain code, with no check added to it.
+Free when off: :func:`enable` swaps traced versions of a few methods of
+:class:`~reactor.transport.Transport` and :class:`~reactor.connection.Connection`
+onto the classes; until it is called, the code that runs is the plain code,
+with no check added to it. It reads only what those objects hold (a file
+descriptor, a state, a mask): nothing here knows the server.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from typing import Any
 
 from .connection import Connection
 from .loop import EVENT_READ, EVENT_WRITE
+from .transport import Transport
 
 __all__ = ["disable", "enable", "trace_log"]
 
 trace_log = logging.getLogger("reactor.trace")
 
-_PLAIN: dict[str, Callable[..., Any]] = {}
+_PLAIN: dict[tuple[type, str], Callable[..., Any]] = {}
 
 
 def _mask_name(mask: int) -> str:
@@ -40,55 +43,70 @@ def _mask_name(mask: int) -> str:
 
 
 def _fd(connection: Connection) -> int:
-    return connection.sock.fileno()
+    transport = connection.transport
+    return transport.sock.fileno() if transport is not None else -1
 
 
 def enable() -> None:
     """Trace every connection, from now on, to the ``reactor.trace`` logger."""
     if _PLAIN:
         return
-    for name in ("__init__", "start", "__call__", "_move", "_sync"):
-        _PLAIN[name] = getattr(Connection, name)
-    plain_init, plain_start, plain_call, plain_move, plain_sync = (
-        _PLAIN["__init__"],
-        _PLAIN["start"],
-        _PLAIN["__call__"],
-        _PLAIN["_move"],
-        _PLAIN["_sync"],
-    )
+    for cls, name in (
+        (Transport, "start"),
+        (Transport, "__call__"),
+        (Transport, "_after_callback"),
+        (Connection, "__call__"),
+        (Connection, "_move"),
+    ):
+        _PLAIN[cls, name] = getattr(cls, name)
+    plain_start = _PLAIN[Transport, "start"]
+    plain_ready = _PLAIN[Transport, "__call__"]
+    plain_after = _PLAIN[Transport, "_after_callback"]
+    plain_timer = _PLAIN[Connection, "__call__"]
+    plain_move = _PLAIN[Connection, "_move"]
 
-    def __init__(self: Connection, *args: Any, **kwargs: Any) -> None:
-        plain_init(self, *args, **kwargs)
-        host, port = self.client[0], self.client[1]
-        trace_log.info("fd=%d accept %s:%s -> %s", _fd(self), host, port, self.state.name)
-
-    def start(self: Connection) -> None:
-        trace_log.info("fd=%d read at accept", _fd(self))
+    def start(self: Transport) -> None:
+        protocol = self.protocol
+        if isinstance(protocol, Connection):
+            host, port = protocol.client[0], protocol.client[1]
+            trace_log.info("fd=%d accept %s:%s -> %s", self.sock.fileno(), host, port, protocol.state.name)
+        trace_log.info("fd=%d read at accept", self.sock.fileno())
         plain_start(self)
 
-    def __call__(self: Connection, mask: int = 0) -> None:
-        trace_log.info("fd=%d %s", _fd(self), f"ready {_mask_name(mask)}" if mask else "timer")
-        plain_call(self, mask)
+    def ready(self: Transport, mask: int) -> None:
+        trace_log.info("fd=%d ready %s", self.sock.fileno(), _mask_name(mask))
+        plain_ready(self, mask)
 
-    def _move(self: Connection, event: str) -> None:
+    def after(self: Transport) -> None:
+        before = self._mask
+        fd = self.sock.fileno()  # read first: closing releases the descriptor
+        plain_after(self)
+        if self._mask != before and not self._closed:
+            trace_log.info("fd=%d watch %s", fd, _mask_name(self._mask))
+
+    def timer(self: Connection) -> None:
+        trace_log.info("fd=%d timer", _fd(self))
+        plain_timer(self)
+
+    def move(self: Connection, event: str) -> None:
         before = self.state
         fd = _fd(self)  # read before the move: closing releases the descriptor
         plain_move(self, event)
         trace_log.info("fd=%d %s -> %s on %s", fd, before.name, self.state.name, event)
 
-    def _sync(self: Connection) -> None:
-        before = self._mask
-        plain_sync(self)
-        if self._mask != before:
-            trace_log.info("fd=%d watch %s", _fd(self), _mask_name(self._mask))
-
-    traced = {"__init__": __init__, "start": start, "__call__": __call__, "_move": _move, "_sync": _sync}
-    for name, function in traced.items():
-        setattr(Connection, name, function)
+    traced: dict[tuple[type, str], Callable[..., Any]] = {
+        (Transport, "start"): start,
+        (Transport, "__call__"): ready,
+        (Transport, "_after_callback"): after,
+        (Connection, "__call__"): timer,
+        (Connection, "_move"): move,
+    }
+    for (kind, name), function in traced.items():
+        setattr(kind, name, function)
 
 
 def disable() -> None:
     """Put the plain methods back."""
-    for name, function in _PLAIN.items():
-        setattr(Connection, name, function)
+    for (kind, name), function in _PLAIN.items():
+        setattr(kind, name, function)
     _PLAIN.clear()

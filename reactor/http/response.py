@@ -1,6 +1,20 @@
 """Responses and their serialization: response in, bytes out.
 
-The server owns the framing: it writes the status line (always ``HTTP/1.1``),
+The server owns the framing: :func:`frame` decides how each body is
+delimited (RFC 9112 §6.3), from its status, the request's version and the
+body's length when it is known:
+
+======================  =====================================  ==========
+the response            framing                                 body sent
+======================  =====================================  ==========
+1xx, 204, 304           :data:`Framing.NONE` (no length field)  never
+a known length          :data:`Framing.LENGTH` (Content-Length) not HEAD
+streamed, HTTP/1.1      :data:`Framing.CHUNKED`                 not HEAD
+streamed, HTTP/1.0      :data:`Framing.CLOSE` (ends at close)   not HEAD
+======================  =====================================  ==========
+
+A close-delimited body forbids keep-alive; :func:`encode_chunk` and
+:data:`LAST_CHUNK` frame a chunked one. The server writes the status line (always ``HTTP/1.1``),
 ``Server``, ``Date``, ``Content-Length`` and ``Connection``. A handler supplies
 the status, its own header fields and the body. Anything a handler supplies is
 checked when the :class:`Response` is built, so the handler's own traceback
@@ -15,18 +29,29 @@ changed after the response is built) before a byte is written.
 
 from __future__ import annotations
 
+import enum
 import json as _json
 import re
 import time
 from collections.abc import Iterable
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 from .errors import LocalProtocolError, shorten
 from .grammar import TOKEN_RE
 
-__all__ = ["Body", "FileBody", "Response", "encode_head", "http_date", "informational"]
+__all__ = [
+    "LAST_CHUNK",
+    "Body",
+    "FileBody",
+    "Framing",
+    "Response",
+    "encode_chunk",
+    "encode_head",
+    "frame",
+    "http_date",
+    "informational",
+]
 
 SERVER = "reactor"
 
@@ -232,6 +257,23 @@ class Response:
         return f"<Response {self.status} {size}>"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _imf_fixdate(now: float) -> str:
+    """``Sun, 06 Nov 1994 08:49:37 GMT`` (RFC 9110 §5.6.7), whatever the locale.
+
+    Written here rather than taken from ``email.utils.formatdate``, which
+    imports ``socket``: this package stays free of it.
+    """
+    t = time.gmtime(now)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
 class _DateCache:
     """The ``Date`` field, formatted at most once a second (RFC 9110 §6.6.1)."""
 
@@ -246,7 +288,7 @@ class _DateCache:
         second = int(now)
         if second != self.second:
             self.second = second
-            self.line = f"Server: {SERVER}\r\nDate: {formatdate(now, usegmt=True)}\r\n".encode()
+            self.line = f"Server: {SERVER}\r\nDate: {_imf_fixdate(now)}\r\n".encode()
         return self.line
 
 
@@ -342,3 +384,51 @@ def informational(status: int) -> bytes:
 def body_allowed(status: int) -> bool:
     """Whether a response with ``status`` may carry a body (RFC 9110 §6.4.1)."""
     return status >= 200 and status not in {204, 304}
+
+
+# -- framing -----------------------------------------------------------------
+
+
+class Framing(enum.Enum):
+    """How a response body is delimited."""
+
+    LENGTH = "length"  # Content-Length
+    CHUNKED = "chunked"  # Transfer-Encoding: chunked
+    CLOSE = "close"  # the body ends when the connection closes
+    NONE = "none"  # no body at all (1xx, 204, 304)
+
+    __hash__ = object.__hash__
+
+
+LENGTH = Framing.LENGTH
+CHUNKED = Framing.CHUNKED
+CLOSE = Framing.CLOSE
+NONE = Framing.NONE
+
+
+def frame(status: int, version: str, length: int | None) -> Framing:
+    """How to delimit the body of a ``status`` response to a ``version``
+    request; ``length`` is the body's size, or None when it is streamed."""
+    # RFC 9110 §6.4.1: 1xx, 204 and 304 responses have no body (the same
+    # rule as body_allowed, inline: this runs for every response).
+    if status < 200 or status in {204, 304}:
+        return NONE
+    if length is not None:
+        return LENGTH
+    return CHUNKED if version == "HTTP/1.1" else CLOSE
+
+
+# Pieces up to this size are copied into their chunk framing (one buffer);
+# larger ones are framed around, not copied.
+_COPY_BYTES = 16384
+
+#: The chunk that ends a chunked body (with no trailer fields).
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def encode_chunk(piece: bytes) -> tuple[bytes, ...]:
+    """``piece`` as one chunk: the buffers to send, in order (never empty
+    ``piece``: an empty chunk would end the body)."""
+    if len(piece) <= _COPY_BYTES:
+        return (b"%x\r\n%b\r\n" % (len(piece), piece),)
+    return (b"%x\r\n" % len(piece), piece, b"\r\n")

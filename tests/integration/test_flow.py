@@ -59,7 +59,7 @@ def test_pipelining_without_reading_is_bounded_by_the_high_water_mark(serve: Any
         # The server stopped answering once its output passed the mark and the
         # kernel's socket buffers (a few MiB on loopback) were full.
         assert handled_while_not_reading < count / 2
-        out = server.call(lambda: max(c._out_bytes for c in server.server.connections))
+        out = server.call(lambda: max(c.transport.buffered for c in server.server.connections))
         assert out <= 65536 + 32768 + 200
         one = len(b"".join(_one_response(server)))
         received = 0

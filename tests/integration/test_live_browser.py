@@ -174,8 +174,16 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
         )
         # Each row is the state's name as State's value has it, then its count.
         shown = {name.strip(): int(count) for name, count in (row.rsplit(maxsplit=1) for row in rows)}
-        assert set(shown) == {"idle", "reading headers", "reading body", "writing"}, rows
-        assert shown["writing"] >= 1, rows  # the page's own event stream is a response being written
+        assert set(shown) == {
+            "idle",
+            "reading headers",
+            "reading body",
+            "writing",
+            "streaming",
+            "pushing",
+            "closing",
+        }, rows
+        assert shown["pushing"] >= 1, rows  # the page's own event stream is a push stream
         status = devtools.evaluate("document.getElementById('status').textContent")
         assert re.match(r"updated .* 1 watching$", status), status
 

@@ -165,7 +165,9 @@ def test_slow_reader_is_not_buffered_for(stream_server: Running, rec: Recorder) 
     with connect(stream_server.address) as sock:
         sock.sendall(b"GET /gen?n=%d HTTP/1.1\r\nHost: t\r\n\r\n" % n)
         time.sleep(0.5)
-        queued = stream_server.call(lambda: max(c._out_bytes for c in stream_server.server.connections))
+        queued = stream_server.call(
+            lambda: max(c.transport.buffered for c in stream_server.server.connections)
+        )
         # Only what the socket buffers hold was pulled, and the server holds
         # at most one high-water mark plus one piece.
         assert queued <= 65536 + PIECE + 64
@@ -288,7 +290,7 @@ def test_push_stream_flow_control(stream_server: Running, rec: Recorder) -> None
             break
     assert not stream_server.call(lambda: stream.writable)
     assert first < 500
-    queued = stream_server.call(lambda: max(c._out_bytes for c in stream_server.server.connections))
+    queued = stream_server.call(lambda: max(c.transport.buffered for c in stream_server.server.connections))
     assert queued <= 65536 + 65536 + 64
     # Reading drains it, and the producer hears so.
     received = 0

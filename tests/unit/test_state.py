@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
-from reactor import App, Config
+from reactor import App
 from reactor.connection import TRANSITIONS, Connection, State
 from reactor.http.errors import LocalProtocolError
-from reactor.loop import EVENT_READ, Loop
-from reactor.metrics import Metrics
-
-
-class Owner:
-    accepting = True
-
-    def __init__(self) -> None:
-        self.closed: list[Connection] = []
-        self.metrics = Metrics()
-
-    def connection_closed(self, connection: Connection) -> None:
-        self.closed.append(connection)
-
-    def linger(self, sock: socket.socket) -> None:
-        sock.close()
+from tests.unit.fakes import connect
 
 
 @pytest.fixture
 def connection() -> Iterator[Connection]:
-    loop = Loop()
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    conn = Connection(ours, ("test", 0), loop, Config(), App(), Owner())
-    conn.start()
+    conn, _, _ = connect(App())
     yield conn
     conn.close()
-    theirs.close()
-    loop.close()
 
 
 def test_every_state_but_closed_can_close() -> None:
@@ -102,17 +80,49 @@ def test_move_refuses_what_the_table_lacks(connection: Connection, state: State,
     connection.state = State.READING_HEADERS
 
 
-def test_selector_interest_follows_the_state(connection: Connection) -> None:
-    key = connection.loop.selector.get_key(connection.sock)
-    assert key.events == EVENT_READ
-    connection._move("request")
-    connection._sync()
-    # WRITING with nothing queued: nothing to wait for, so not in the selector.
-    with pytest.raises(KeyError):
-        connection.loop.selector.get_key(connection.sock)
-    connection._move("keep-alive")
-    connection._sync()
-    assert connection.loop.selector.get_key(connection.sock).events == EVENT_READ
+def test_reading_follows_the_state() -> None:
+    """A connection reads in the reading states, stops while a response is held by a client
+    that does not read, and takes up the next request when the transport drains."""
+    app = App()
+    app.route("/")(lambda request: "hi")
+    conn, transport, _ = connect(app)
+    transport.buffered = conn.config.write_high_water_bytes + 1  # the client reads nothing
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert conn.state is State.WRITING and not transport.reading
+    assert transport.take().count(b"HTTP/1.1 200 OK\r\n") == 1
+    transport.buffered = 0
+    conn.resume_writing()
+    assert transport.reading
+    assert transport.take().count(b"HTTP/1.1 200 OK\r\n") == 1
+    assert conn.state is State.IDLE
+
+
+def test_a_closing_response_ends_in_closing_then_closed() -> None:
+    app = App()
+    app.route("/")(lambda request: "hi")
+    conn, transport, _ = connect(app)
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert transport.take().endswith(b"Connection: close\r\n\r\nhi")
+    assert transport.closed == "close" and conn.state is State.CLOSED
+    assert conn.owner.closed == [conn]  # type: ignore[attr-defined]
+
+
+def test_a_streamed_body_is_pulled_while_the_transport_takes_it() -> None:
+    app = App()
+    app.route("/")(lambda request: iter([b"a", b"bc"]))
+    conn, transport, _ = connect(app)
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert conn.state is State.STREAMING and transport.producing and not transport.reading
+    conn.resume_producing()
+    assert transport.take().endswith(b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n")
+    assert conn.state is State.IDLE and not transport.producing and transport.reading
+
+
+def test_a_bad_request_is_rejected_then_closed_with_linger() -> None:
+    conn, transport, _ = connect(App())
+    conn.data_received(b"GET / HTTP/1.1\r\nBad Header : x\r\n\r\nmore")
+    assert transport.take().startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert transport.closed == "linger" and conn.state is State.CLOSED
 
 
 def test_each_state_arms_its_own_timer(connection: Connection) -> None:
@@ -120,9 +130,9 @@ def test_each_state_arms_its_own_timer(connection: Connection) -> None:
     now = connection.loop.now
     assert connection._timer.when == pytest.approx(now + config.header_timeout_s)
     connection._move("request")
-    connection._sync()
+    connection._sync_timer()
     assert connection._timer.cancelled
     connection._move("keep-alive")
-    connection._sync()
+    connection._sync_timer()
     assert connection._timer.when == pytest.approx(now + config.keepalive_timeout_s)
     assert not connection._timer.cancelled

@@ -112,7 +112,8 @@ def test_trace_shows_every_move_of_one_connection(tmp_path: Path) -> None:
         "watch READ",
         "ready READ",
         "READING_HEADERS -> WRITING on request",
-        "WRITING -> CLOSED on close",
+        "WRITING -> CLOSING on last",
+        "CLOSING -> CLOSED on close",
     ], trace
     assert _trace_of(trace, kept_port) == [
         f"accept 127.0.0.1:{kept_port} -> READING_HEADERS",
@@ -124,13 +125,15 @@ def test_trace_shows_every_move_of_one_connection(tmp_path: Path) -> None:
         "ready READ",
         "IDLE -> READING_HEADERS on data",
         "READING_HEADERS -> WRITING on request",
-        "WRITING -> CLOSED on close",
+        "WRITING -> CLOSING on last",
+        "CLOSING -> CLOSED on close",
     ], trace
     answered_at_accept = [
         f"accept 127.0.0.1:{eager_port} -> READING_HEADERS",
         "read at accept",
         "READING_HEADERS -> WRITING on request",
-        "WRITING -> CLOSED on close",
+        "WRITING -> CLOSING on last",
+        "CLOSING -> CLOSED on close",
     ]
     # If the request was not there yet at accept, it is read as a selector event instead.
     assert _trace_of(trace, eager_port) in (
@@ -215,7 +218,15 @@ def test_metrics_parse_as_prometheus_text(serve: Serve) -> None:
         for (name, labels), value in samples.items()
         if name == "reactor_connections"
     }
-    assert by_state == {"idle": 0, "reading_headers": 0, "reading_body": 0, "writing": 1}
+    assert by_state == {
+        "idle": 0,
+        "reading_headers": 0,
+        "reading_body": 0,
+        "writing": 1,
+        "streaming": 0,
+        "pushing": 0,
+        "closing": 0,
+    }
 
     # Responses by class: three 200s, then a 404 and a 400.
     assert types["reactor_requests"] == "counter"
@@ -315,7 +326,15 @@ def test_stats_json_has_what_the_page_shows(serve: Serve) -> None:
     for name in fields:
         assert isinstance(stats[name], (int, float)), name
     # show() also reads stats.connections (the bars) and stats.watchers (the status line).
-    assert set(stats["connections"]) == {"idle", "reading_headers", "reading_body", "writing"}
+    assert set(stats["connections"]) == {
+        "idle",
+        "reading_headers",
+        "reading_body",
+        "writing",
+        "streaming",
+        "pushing",
+        "closing",
+    }
     assert stats["connections"]["writing"] == 1
     assert isinstance(stats["watchers"], int)
     assert stats["requests"] == 1  # the page itself
