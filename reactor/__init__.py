@@ -4,6 +4,8 @@ from .app import App, to_response
 from .config import Config
 from .connection import Connection, State
 from .http.errors import HTTPError, ProtocolError
+from .http.fields import MultiDict
+from .http.multipart import Form, UploadedFile
 from .http.request import Headers, Request
 from .http.response import FileBody, Response
 from .loop import Loop, Timer
@@ -20,9 +22,11 @@ __all__ = [
     "Connection",
     "EventStream",
     "FileBody",
+    "Form",
     "HTTPError",
     "Headers",
     "Loop",
+    "MultiDict",
     "ProtocolError",
     "PushStream",
     "Request",
@@ -32,6 +36,7 @@ __all__ = [
     "StaticFiles",
     "StreamClosed",
     "Timer",
+    "UploadedFile",
     "__version__",
     "to_response",
 ]

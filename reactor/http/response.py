@@ -19,10 +19,12 @@ import json as _json
 import re
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
+from .cookies import delete_cookie_header, set_cookie_header
 from .errors import LocalProtocolError, shorten
 from .grammar import TOKEN_RE
 
@@ -230,6 +232,50 @@ class Response:
     def __repr__(self) -> str:
         size = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else type(self.body).__name__
         return f"<Response {self.status} {size}>"
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        max_age: int | None = None,
+        expires: datetime | float | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "Lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` field (RFC 6265 §4.1); one per call.
+
+        ``expires`` is an aware ``datetime`` or a Unix time.
+
+        Raises:
+            ValueError: a name that is not a token, a value that is not
+                cookie-octets (quote or encode anything else first), a path
+                or domain with ``;`` or a control character, or
+                ``samesite="None"`` without ``secure``.
+        """
+        self.headers.append(
+            (
+                "Set-Cookie",
+                set_cookie_header(
+                    name,
+                    value,
+                    max_age=max_age,
+                    expires=expires,
+                    path=path,
+                    domain=domain,
+                    secure=secure,
+                    httponly=httponly,
+                    samesite=samesite,
+                ),
+            )
+        )
+
+    def delete_cookie(self, name: str, path: str | None = "/", domain: str | None = None) -> None:
+        """Add a ``Set-Cookie`` field that makes the client drop cookie ``name``
+        (give the ``path`` and ``domain`` it was set with)."""
+        self.headers.append(("Set-Cookie", delete_cookie_header(name, path=path, domain=domain)))
 
 
 class _DateCache:
