@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,3 +203,40 @@ def test_cookies_round_trip_with_a_session(forms: str) -> None:
             "session=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"
         ]
         assert session.get(f"{forms}/whoami", timeout=5).json() == {"theme": "dark"}
+
+
+# -- the README's example app ---------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_app() -> App:
+    """The ``# myapp.py`` block of the README, run as a module."""
+    text = README.read_text()
+    start = text.index("```python\n# myapp.py\n") + len("```python\n")
+    namespace: dict[str, Any] = {}
+    exec(compile(text[start : text.index("```", start)], "README.md:myapp.py", "exec"), namespace)
+    app = namespace["app"]
+    assert isinstance(app, App)
+    return app
+
+
+def test_the_readme_example_app_works(serve: Callable[..., Running]) -> None:
+    running = serve(readme_app())
+    base = f"http://{running.host}:{running.port}"
+    assert requests.get(base, timeout=5).text == "Hello, World!"
+    assert requests.post(f"{base}/items", json={"name": "a kettle"}, timeout=5).json() == {"id": "2"}
+    assert requests.post(f"{base}/items", data=b"{", timeout=5).status_code == 400
+    listed = requests.get(f"{base}/items?limit=1&tag=a&tag=b", timeout=5).json()
+    assert listed == {"items": ["a teapot"], "tags": ["a", "b"]}
+    assert requests.get(f"{base}/items/9", timeout=5).status_code == 404
+    uploaded = requests.post(
+        f"{base}/upload", data={"title": "me"}, files={"photo": ("me.png", b"\x89PNG")}, timeout=5
+    )
+    assert uploaded.json() == {"title": "me", "file": "me.png", "bytes": 4}
+    assert requests.post(f"{base}/upload", data={"title": "me"}, timeout=5).status_code == 400
+    assert requests.post(f"{base}/upload", json={}, timeout=5).status_code == 415
+    with requests.Session() as session:
+        assert session.get(f"{base}/me", timeout=5).text == "nobody"
+        assert session.post(f"{base}/login", data={"user": "Ann Lee"}, timeout=5).text == "hello Ann Lee"
+        assert session.get(f"{base}/me", timeout=5).text == "Ann Lee"
