@@ -78,7 +78,7 @@ def index(request: Request) -> dict[str, Any]:
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int | None:
     """Query parameter ``name`` as an int clamped to [low, high]; None if not an int."""
     text = request.query.get(name)
-    if not text:
+    if text is None:
         return default
     if not (text.isascii() and text.isdigit()):
         return None

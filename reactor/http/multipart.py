@@ -241,13 +241,15 @@ class MultipartParser:
                 self._search_from = pos
                 self._state = _HEADERS
             elif state == _HEADERS:
+                limit = pos + self.max_header_bytes  # the block and its blank line end by here
                 if buffer[pos : pos + 2] == b"\r\n":  # no header fields at all
                     end = pos
                 else:
-                    # The search resumes 3 bytes back: "\r\n\r\n" may straddle pieces.
-                    end = buffer.find(b"\r\n\r\n", max(pos, self._search_from - 3))
+                    # The search resumes 3 bytes back ("\r\n\r\n" may straddle
+                    # pieces) and stops at the limit, so no byte past it is read.
+                    end = buffer.find(b"\r\n\r\n", max(pos, self._search_from - 3), limit)
                     if end < 0:
-                        if len(buffer) - pos > self.max_header_bytes:
+                        if len(buffer) >= limit:
                             raise HTTPError(
                                 413, f"a multipart part's headers exceed {self.max_header_bytes} bytes"
                             )
@@ -256,7 +258,7 @@ class MultipartParser:
                         self._search_from = len(buffer)
                         break
                     end += 2
-                if end + 2 - pos > self.max_header_bytes:
+                if end + 2 > limit:
                     raise HTTPError(413, f"a multipart part's headers exceed {self.max_header_bytes} bytes")
                 events.append(_part_start(bytes(buffer[pos:end])))
                 pos = end + 2

@@ -211,6 +211,9 @@ def test_limits_are_inclusive() -> None:
     assert len(parts_of([body_of(*[field("a", b"1")] * 10)], max_parts=10)) == 10
     block = field("a", b"")  # the header block with its blank line
     assert parts_of([body_of(block)], max_header_bytes=len(block)) == [("a", None, None, b"")]
+    with pytest.raises(HTTPError) as caught:
+        parts_of(bytewise(body_of(block)), max_header_bytes=len(block) - 1)
+    assert caught.value.status == 413
 
 
 @pytest.mark.parametrize(

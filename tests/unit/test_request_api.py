@@ -237,3 +237,24 @@ def test_set_cookie_accepts_every_cookie_octet() -> None:
 def test_set_cookie_refuses_bad_attributes(options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         Response().set_cookie("a", "1", **options)  # type: ignore[arg-type]
+
+
+# -- the load-test site reads its paging parameters with the new API ------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", (0, 20)),
+        ("offset=3&limit=500", (3, 100)),
+        ("limit=5&limit=7", (0, 5)),
+        ("limit=", None),
+        ("limit=x", None),
+    ],
+)
+def test_site_paging_parameters(query: str, expected: tuple[int, int] | None) -> None:
+    from loadtests.site import _int_param
+
+    request = make_request(query)
+    got = (_int_param(request, "offset", 0, 0, 1 << 31), _int_param(request, "limit", 20, 1, 100))
+    assert (None if None in got else got) == expected
