@@ -188,6 +188,12 @@ MALFORMED = {
         {},
         400,
     ),
+    "bare LF in a header": (
+        body_of(b'Content-Disposition: form-data; name="a"; filename="x\ny"\r\n\r\n'),
+        {},
+        400,
+    ),
+    "NUL in a header": (body_of(b'Content-Disposition: form-data; name="a\x00"\r\n\r\n'), {}, 400),
     "headers never end": (b"--" + BOUNDARY + b"\r\n" + b"X-A: b\r\n" * 20000, {}, 413),
     "header block too long": (body_of(b"X-Pad: " + b"p" * 9000 + b"\r\n" + field("a", b"1")), {}, 413),
     "header limit lowered": (body_of(field("a", b"1")), {"max_header_bytes": 20}, 413),
