@@ -18,7 +18,6 @@ first position not yet ruled out: each body byte is a candidate once.
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
 from urllib.parse import unquote
@@ -416,6 +415,10 @@ def read_form(
                     start, size = event, 0
                     value.clear()
                     if event.filename is not None:
+                        # Imported here: tempfile brings shutil, bz2, lzma and zlib,
+                        # which a server that never takes an upload need not hold.
+                        import tempfile  # noqa: PLC0415
+
                         spool = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115  # the UploadedFile owns it
                 elif start is not None:  # PartEnd
                     if spool is not None:

@@ -172,8 +172,8 @@ class Request:
         self.params: Mapping[str, str] = _NO_PARAMS
         self.route: str | None = None
         self._query: MultiDict[str] | None = None
-        self._cookies: dict[str, str] | None = None
-        self._form: Form | None = None
+        # _cookies and _form are set on first use only: most requests read
+        # neither, and an unset slot costs nothing here.
 
     @property
     def has_body(self) -> bool:
@@ -200,10 +200,12 @@ class Request:
         Split on ``;`` and ``=`` in linear time; pairs without ``=`` are
         skipped, the first of a repeated name wins, values are not decoded.
         """
-        if self._cookies is None:
+        try:
+            return self._cookies
+        except AttributeError:
             headers = self.headers.get_all("cookie")
-            self._cookies = parse_cookie_header("; ".join(headers)) if headers else {}
-        return self._cookies
+            self._cookies: dict[str, str] = parse_cookie_header("; ".join(headers)) if headers else {}
+            return self._cookies
 
     def form(
         self,
@@ -228,8 +230,10 @@ class Request:
                 header block over ``max_part_header_bytes``, or a text field
                 over ``max_field_bytes``.
         """
-        if self._form is not None:
+        try:
             return self._form
+        except AttributeError:
+            pass
         content_type = self.headers.get("content-type") or ""
         kind, _ = parse_options(content_type)
         if kind == "application/x-www-form-urlencoded":
@@ -237,7 +241,7 @@ class Request:
                 text = self.body.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise HTTPError(400, f"the form is not UTF-8 (byte {exc.start})") from None
-            self._form = Form(parse_urlencoded(text, max_fields=max_fields, status=413), MultiDict())
+            self._form: Form = Form(parse_urlencoded(text, max_fields=max_fields, status=413), MultiDict())
         elif kind == "multipart/form-data":
             self._form = read_form(
                 (self.body,),
