@@ -251,7 +251,7 @@ class Response:
 
         Raises:
             ValueError: a name that is not a token, a value that is not
-                cookie-octets (quote or encode anything else first), a path
+                cookie-octets (encode anything else first: base64url, say), a path
                 or domain with ``;`` or a control character, or
                 ``samesite="None"`` without ``secure``.
         """
