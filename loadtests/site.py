@@ -77,10 +77,9 @@ def index(request: Request) -> dict[str, Any]:
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int | None:
     """Query parameter ``name`` as an int clamped to [low, high]; None if not an int."""
-    values = request.query.get(name)
-    if not values:
+    text = request.query.get(name)
+    if text is None:
         return default
-    text = values[0]
     if not (text.isascii() and text.isdigit()):
         return None
     return max(low, min(high, int(text)))

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .config import Config
     from .connection import Connection, State
     from .http.errors import HTTPError, ProtocolError
+    from .http.fields import MultiDict
+    from .http.multipart import Form, UploadedFile
     from .http.request import Headers, Request
     from .http.response import FileBody, Response
     from .loop import Loop, Timer
@@ -34,6 +36,9 @@ _HOMES = {
     "State": ".connection",
     "HTTPError": ".http.errors",
     "ProtocolError": ".http.errors",
+    "MultiDict": ".http.fields",
+    "Form": ".http.multipart",
+    "UploadedFile": ".http.multipart",
     "Headers": ".http.request",
     "Request": ".http.request",
     "FileBody": ".http.response",
@@ -56,9 +61,11 @@ __all__ = [
     "Connection",
     "EventStream",
     "FileBody",
+    "Form",
     "HTTPError",
     "Headers",
     "Loop",
+    "MultiDict",
     "ProtocolError",
     "PushStream",
     "Request",
@@ -69,6 +76,7 @@ __all__ = [
     "StreamClosed",
     "Timer",
     "Transport",
+    "UploadedFile",
     "__version__",
     "to_response",
 ]

@@ -43,7 +43,7 @@ def make_app() -> App:
 
     @app.route("/items/{id}")
     def item(request: Request) -> dict[str, Any]:
-        return {"id": request.params["id"], "query": request.query}
+        return {"id": request.params["id"], "query": request.query.to_dict()}
 
     @app.route("/boom")
     def boom(request: Request) -> str:
@@ -55,7 +55,7 @@ def make_app() -> App:
 
     @app.route("/big")
     def big(request: Request) -> Response:
-        size = int(request.query.get("n", ["100000"])[0])
+        size = int(request.query.get("n", "100000"))
         return Response(b"b" * size, content_type="application/octet-stream")
 
     return app

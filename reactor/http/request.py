@@ -6,13 +6,25 @@ import json
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
+from .cookies import parse_cookie_header
 from .errors import HTTPError
+from .fields import MAX_FIELDS, MultiDict, parse_urlencoded
+from .multipart import (
+    MAX_FIELD_BYTES,
+    MAX_PART_HEADER_BYTES,
+    SPOOL_BYTES,
+    Form,
+    parse_boundary,
+    parse_options,
+    read_form,
+)
 
 __all__ = ["Headers", "Request"]
 
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+_FORM_TYPES = "application/x-www-form-urlencoded, multipart/form-data"
 
 
 def _refuse_constant(name: str) -> Any:
@@ -123,6 +135,8 @@ class Request:
         "params",
         "route",
         "_query",
+        "_cookies",
+        "_form",
     )
 
     def __init__(
@@ -157,7 +171,9 @@ class Request:
         self.client: tuple[str, int] | None = None
         self.params: Mapping[str, str] = _NO_PARAMS
         self.route: str | None = None
-        self._query: dict[str, list[str]] | None = None
+        self._query: MultiDict[str] | None = None
+        # _cookies and _form are set on first use only: most requests read
+        # neither, and an unset slot costs nothing here.
 
     @property
     def has_body(self) -> bool:
@@ -165,11 +181,83 @@ class Request:
         return self.chunked or bool(self.content_length)
 
     @property
-    def query(self) -> dict[str, list[str]]:
-        """The query string parsed into ``{name: [values]}`` (computed once)."""
+    def query(self) -> MultiDict[str]:
+        """The query string's fields: ``query["n"]`` and ``query.get("n", "1")``
+        give the first value, ``query.getall("n")`` every one (parsed once, on
+        first use; percent-decoded as UTF-8, ``+`` as a space, blanks kept).
+
+        Raises:
+            HTTPError: 400 when it has more than ``MAX_FIELDS`` (1000) fields.
+        """
         if self._query is None:
-            self._query = parse_qs(self.query_string, keep_blank_values=True)
+            self._query = parse_urlencoded(self.query_string, max_fields=MAX_FIELDS, status=400)
         return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header as ``{name: value}`` (parsed once, on first use).
+
+        Split on ``;`` and ``=`` in linear time; pairs without ``=`` are
+        skipped, the first of a repeated name wins, values are not decoded.
+        """
+        try:
+            return self._cookies
+        except AttributeError:
+            headers = self.headers.get_all("cookie")
+            self._cookies: dict[str, str] = parse_cookie_header("; ".join(headers)) if headers else {}
+            return self._cookies
+
+    def form(
+        self,
+        *,
+        max_fields: int = MAX_FIELDS,
+        max_field_bytes: int = MAX_FIELD_BYTES,
+        max_part_header_bytes: int = MAX_PART_HEADER_BYTES,
+        spool_bytes: int = SPOOL_BYTES,
+    ) -> Form:
+        """The body as a form: ``fields, files = request.form()``.
+
+        ``application/x-www-form-urlencoded`` gives text fields only;
+        ``multipart/form-data`` gives text fields and files (each an
+        :class:`~reactor.http.multipart.UploadedFile`, in memory up to
+        ``spool_bytes``, then in a temporary file). Parsed once; later calls
+        return the same :class:`~reactor.http.multipart.Form`.
+
+        Raises:
+            HTTPError: 415 for another Content-Type (or none); 400 for a
+                malformed body, a bad boundary or text that is not UTF-8;
+                413 for more than ``max_fields`` fields or parts, a part's
+                header block over ``max_part_header_bytes``, or a text field
+                over ``max_field_bytes``.
+        """
+        try:
+            return self._form
+        except AttributeError:
+            pass
+        content_type = self.headers.get("content-type") or ""
+        kind, _ = parse_options(content_type)
+        if kind == "application/x-www-form-urlencoded":
+            try:
+                text = self.body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HTTPError(400, f"the form is not UTF-8 (byte {exc.start})") from None
+            self._form: Form = Form(parse_urlencoded(text, max_fields=max_fields, status=413), MultiDict())
+        elif kind == "multipart/form-data":
+            self._form = read_form(
+                (self.body,),
+                parse_boundary(content_type),
+                max_parts=max_fields,
+                max_header_bytes=max_part_header_bytes,
+                max_field_bytes=max_field_bytes,
+                spool_bytes=spool_bytes,
+            )
+        else:
+            raise HTTPError(
+                415,
+                "a form is application/x-www-form-urlencoded or multipart/form-data",
+                [("Accept-Post", _FORM_TYPES)],
+            )
+        return self._form
 
     def text(self, encoding: str = "utf-8") -> str:
         """The body decoded as text."""

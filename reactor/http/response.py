@@ -34,9 +34,11 @@ import json as _json
 import re
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
+from .cookies import delete_cookie_header, set_cookie_header
 from .errors import LocalProtocolError, shorten
 from .grammar import TOKEN_RE
 
@@ -256,12 +258,56 @@ class Response:
         size = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else type(self.body).__name__
         return f"<Response {self.status} {size}>"
 
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        max_age: int | None = None,
+        expires: datetime | float | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "Lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` field (RFC 6265 §4.1); one per call.
+
+        ``expires`` is an aware ``datetime`` or a Unix time.
+
+        Raises:
+            ValueError: a name that is not a token, a value that is not
+                cookie-octets (encode anything else first: base64url, say), a path
+                or domain with ``;`` or a control character, or
+                ``samesite="None"`` without ``secure``.
+        """
+        self.headers.append(
+            (
+                "Set-Cookie",
+                set_cookie_header(
+                    name,
+                    value,
+                    max_age=max_age,
+                    expires=expires,
+                    path=path,
+                    domain=domain,
+                    secure=secure,
+                    httponly=httponly,
+                    samesite=samesite,
+                ),
+            )
+        )
+
+    def delete_cookie(self, name: str, path: str | None = "/", domain: str | None = None) -> None:
+        """Add a ``Set-Cookie`` field that makes the client drop cookie ``name``
+        (give the ``path`` and ``domain`` it was set with)."""
+        self.headers.append(("Set-Cookie", delete_cookie_header(name, path=path, domain=domain)))
+
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _imf_fixdate(now: float) -> str:
+def imf_fixdate(now: float) -> str:
     """``Sun, 06 Nov 1994 08:49:37 GMT`` (RFC 9110 §5.6.7), whatever the locale.
 
     Written here rather than taken from ``email.utils.formatdate``, which
@@ -288,7 +334,7 @@ class _DateCache:
         second = int(now)
         if second != self.second:
             self.second = second
-            self.line = f"Server: {SERVER}\r\nDate: {_imf_fixdate(now)}\r\n".encode()
+            self.line = f"Server: {SERVER}\r\nDate: {imf_fixdate(now)}\r\n".encode()
         return self.line
 
 

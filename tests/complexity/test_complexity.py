@@ -33,7 +33,8 @@ import pytest
 
 from reactor import App, Request, StaticFiles
 from reactor.config import Config
-from reactor.http.errors import ProtocolError
+from reactor.http.errors import HTTPError, ProtocolError
+from reactor.http.fields import parse_urlencoded
 from reactor.http.parser import Event, RequestParser
 from tests.complexity.measure import MAX_RATIO, growth
 
@@ -289,8 +290,19 @@ def _pieces(data: bytes, size: int) -> list[bytes]:
 
 
 def query_size(target: bytes) -> int:
-    """Parse a request for ``target`` and its query string; how many names it has."""
-    return len(request_for(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n").query)
+    """Parse a request for ``target`` and its query string, with no limit on
+    the number of fields (``request.query`` stops at 1000); how many names it has."""
+    request = request_for(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    return len(parse_urlencoded(request.query_string, max_fields=None))
+
+
+def query_refused(target: bytes) -> int:
+    """``request.query`` on too many fields: the status it is refused with."""
+    try:
+        query = request_for(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n").query
+    except HTTPError as exc:
+        return exc.status
+    return len(query)
 
 
 QUERY_CASES = [
@@ -307,6 +319,14 @@ QUERY_CASES = [
     Case("query-equals", 25000, lambda n, root: b"/?" + b"=" * n, query_size, lambda n: 1, reps=20),
     Case("query-percent", 1250, lambda n, root: b"/?a=" + b"%41" * n, query_size, lambda n: 1, reps=8),
     Case("query-plus", 25000, lambda n, root: b"/?a=" + b"+" * n, query_size, lambda n: 1, reps=24),
+    Case(
+        "query-over-limit",
+        12500,
+        lambda n, root: b"/?" + b"a&" * (1000 + n),
+        query_refused,
+        lambda n: 400,
+        reps=8,
+    ),
 ]
 
 

@@ -61,7 +61,7 @@ def streaming_app(rec: Recorder, tmp_path: Path) -> App:
 
     @app.route("/gen")
     def gen(request: Request) -> Iterator[bytes]:
-        n = int(request.query.get("n", ["3"])[0])
+        n = int(request.query.get("n", "3"))
 
         def pieces() -> Iterator[bytes]:
             try:
@@ -112,8 +112,8 @@ def streaming_app(rec: Recorder, tmp_path: Path) -> App:
         path = tmp_path / "data.bin"
         handle = path.open("rb")
         rec.streams.append(handle)  # type: ignore[arg-type]
-        start = int(request.query.get("start", ["0"])[0])
-        length = int(request.query.get("length", [str(path.stat().st_size - start)])[0])
+        start = int(request.query.get("start", "0"))
+        length = int(request.query.get("length", str(path.stat().st_size - start)))
         return Response(FileBody(handle, start, length), content_type="application/octet-stream")
 
     return app
