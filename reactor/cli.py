@@ -60,6 +60,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def _gzip_level(text: str) -> int:
+    """A zlib compression level, 1 to 9."""
+    value = _integer(text)
+    if not 1 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a level from 1 to 9")
+    return value
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -83,6 +91,7 @@ _CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
     ("--max-headers", "max_header_count", positive_int, "header fields per request (431 above)"),
     ("--max-body", "max_body_bytes", positive_int, "request body bytes (413 above)"),
     ("--backlog", "backlog", positive_int, "listen(2) backlog"),
+    ("--gzip-min", "gzip_min_bytes", positive_int, "bodies shorter are not gzipped, bytes"),
     (
         "--watchdog",
         "watchdog_threshold_s",
@@ -123,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     parser.add_argument(
+        "--no-gzip", action="store_true", help="send every body as it is: no gzip, no precompressed .gz files"
+    )
+    parser.add_argument(
+        "--gzip-level",
+        type=_gzip_level,
+        default=defaults.gzip_level,
+        help="zlib compression level, 1 (fastest) to 9 (default %(default)s)",
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="log every connection's state moves and selector events"
     )
     parser.add_argument("--version", action="version", version=f"reactor {__version__}")
@@ -150,6 +168,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             port=args.port,
             access_log=not args.no_access_log,
             trace=args.trace,
+            gzip=not args.no_gzip,
+            gzip_level=args.gzip_level,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
     except ValueError as exc:
