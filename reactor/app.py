@@ -276,7 +276,12 @@ class App:
         except HTTPError as exc:
             return _error_response(request, exc)
         compress = self._compress
-        return response if compress is None else compress(request, response)
+        if compress is None:
+            return response
+        body = response.body
+        if type(body) is bytes and len(body) < compress.min_bytes:
+            return response  # most small answers stop here, at no call's cost
+        return compress(request, response)
 
     def respond_early(self, request: Request) -> Response | None:
         """For ``Expect: 100-continue``: the 404, 405 or 501 that makes the body moot."""

@@ -52,6 +52,13 @@ Sending
     A file (or a single range of one) is a :class:`~reactor.http.response.FileBody`:
     the connection sends it with ``os.sendfile`` as the socket drains and
     closes it on every path, so its bytes never pass through Python.
+
+Precompressed files
+    With ``gzip_static`` (the default), a text file's ``name.gz`` that is not
+    older than it is sent instead, the same way, to a client that accepts
+    gzip and asks for no range, with ``Content-Encoding: gzip``, the
+    original's type and its own ``ETag``; every answer for a text file says
+    ``Vary: Accept-Encoding``. ``docs/compression.md`` has the rules.
 """
 
 from __future__ import annotations
