@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import socket
 import subprocess
 import time
 import zlib
@@ -299,3 +300,42 @@ def test_the_demo_sites_assets() -> None:
         assert b"\r\nContent-Encoding:" not in data.partition(b"\r\n\r\n")[0]
     finally:
         process.stop()
+
+
+def test_a_stream_is_sent_while_it_is_made(serve: Serve) -> None:
+    # 200 pieces of 64 KiB that gzip cannot shrink: far more than the
+    # high-water mark and the socket buffers hold, so the first piece must
+    # reach the client, readable, while the handler is still making pieces.
+    made: list[bytes] = []
+
+    def pieces() -> Iterator[bytes]:
+        for _ in range(200):
+            made.append(os.urandom(65536))
+            yield made[-1]
+
+    app = App()
+    app.route("/big")(lambda request: Response(pieces(), content_type="text/plain"))
+    running = serve(app)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.settimeout(10)
+    with sock:
+        sock.connect(running.address)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, data = data.partition(b"\r\n\r\n")
+        assert b"\r\nContent-Encoding: gzip\r\n" in head and b"\r\nTransfer-Encoding: chunked\r\n" in head
+        while b"\r\n" not in data:
+            data += sock.recv(65536)
+        size = int(data[: data.index(b"\r\n")], 16)
+        while len(data) < data.index(b"\r\n") + 2 + size:
+            data += sock.recv(65536)
+        first = data[data.index(b"\r\n") + 2 :][:size]
+        assert decompressor.decompress(first) == made[0]
+        assert len(made) < 200  # the rest is still to be made
+        while sock.recv(1 << 20):
+            pass
+    assert len(made) == 200
