@@ -44,6 +44,7 @@ from http import HTTPStatus
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .compress import Gzip
 from .http.errors import HTTPError
 from .http.request import Request
 from .http.response import Response
@@ -137,9 +138,19 @@ class App:
         self._patterns: list[_Route] = []
         self._methods: set[str] = set()  # every method some route registers
         self._attach_hooks: list[Callable[[Server], object]] = []
+        self._static: list[StaticFiles] = []
+        # Set from the server's Config on attach (None: responses go as they are).
+        self._compress: Gzip | None = None
 
     def attach(self, server: Server) -> None:
         """Called by the :class:`~reactor.server.Server` that serves this app."""
+        config = server.config
+        if config.gzip:
+            self._compress = Gzip(config.gzip_level, config.gzip_min_bytes)
+        else:
+            self._compress = None
+            for handler in self._static:
+                handler.gzip_static = False
         for hook in self._attach_hooks:
             hook(server)
 
@@ -196,7 +207,8 @@ class App:
         """Serve the files under ``directory`` at ``prefix`` (GET and HEAD).
 
         ``options`` go to :class:`~reactor.static.StaticFiles`: ``index``,
-        ``listing``, ``show_dotfiles``, ``cache_control``, ``max_ranges``.
+        ``listing``, ``show_dotfiles``, ``cache_control``, ``max_ranges``,
+        ``gzip_static`` (turned off when the server's ``Config.gzip`` is).
         ``/static`` redirects to ``/static/``, which serves the index.
 
         Raises:
@@ -205,6 +217,7 @@ class App:
             NotADirectoryError: ``directory`` is not a directory.
         """
         handler = StaticFiles(directory, prefix=prefix, **options)
+        self._static.append(handler)
         for path in handler.routes():
             self.add_route(path, handler, methods=("GET",))
         return handler
@@ -251,15 +264,24 @@ class App:
 
         An :class:`~reactor.http.errors.HTTPError` from the handler becomes
         its response. Any other exception propagates: the connection answers
-        500 and logs the traceback.
+        500 and logs the traceback. A handler's response is then gzipped
+        when the client accepts it and the server's ``Config.gzip`` is on
+        (see :mod:`reactor.compress`).
         """
         selected = self._select(request)
         if isinstance(selected, Response):
             return selected
         try:
-            return to_response(selected(request))
+            response = to_response(selected(request))
         except HTTPError as exc:
             return _error_response(request, exc)
+        compress = self._compress
+        if compress is None:
+            return response
+        body = response.body
+        if type(body) is bytes and len(body) < compress.min_bytes:
+            return response  # most small answers stop here, at no call's cost
+        return compress(request, response)
 
     def respond_early(self, request: Request) -> Response | None:
         """For ``Expect: 100-continue``: the 404, 405 or 501 that makes the body moot."""

@@ -103,6 +103,14 @@ def descriptor(text: str) -> int:
     return value
 
 
+def _gzip_level(text: str) -> int:
+    """A zlib compression level, 1 to 9."""
+    value = _integer(text)
+    if not 1 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a level from 1 to 9")
+    return value
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)
@@ -126,6 +134,7 @@ _CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
     ("--max-headers", "max_header_count", positive_int, "header fields per request (431 above)"),
     ("--max-body", "max_body_bytes", positive_int, "request body bytes (413 above)"),
     ("--backlog", "backlog", positive_int, "listen(2) backlog"),
+    ("--gzip-min", "gzip_min_bytes", positive_int, "bodies shorter are not gzipped, bytes"),
     (
         "--worker-boot-timeout",
         "worker_boot_timeout_s",
@@ -171,6 +180,15 @@ def _parser() -> argparse.ArgumentParser:
         help="level of the reactor.error and reactor.access loggers",
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    parser.add_argument(
+        "--no-gzip", action="store_true", help="send every body as it is: no gzip, no precompressed .gz files"
+    )
+    parser.add_argument(
+        "--gzip-level",
+        type=_gzip_level,
+        default=defaults.gzip_level,
+        help="zlib compression level, 1 (fastest) to 9 (default %(default)s)",
+    )
     parser.add_argument(
         "--trace", action="store_true", help="log every connection's state moves and selector events"
     )
@@ -242,6 +260,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             uds=args.uds,
             uds_mode=args.uds_mode,
             fds=tuple(args.fd),
+            gzip=not args.no_gzip,
+            gzip_level=args.gzip_level,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
     except ValueError as exc:

@@ -52,6 +52,13 @@ Sending
     A file (or a single range of one) is a :class:`~reactor.http.response.FileBody`:
     the connection sends it with ``os.sendfile`` as the socket drains and
     closes it on every path, so its bytes never pass through Python.
+
+Precompressed files
+    With ``gzip_static`` (the default), a text file's ``name.gz`` that is not
+    older than it is sent instead, the same way, to a client that accepts
+    gzip and asks for no range, with ``Content-Encoding: gzip``, the
+    original's type and its own ``ETag``; every answer for a text file says
+    ``Vary: Accept-Encoding``. ``docs/compression.md`` has the rules.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+from .compress import accepts_gzip, compressible
 from .http.request import Request
 from .http.response import FileBody, Response
 
@@ -219,6 +227,9 @@ class StaticFiles:
             default ``no-cache`` lets clients keep copies but revalidate them
             (a cheap 304 thanks to the ``ETag``).
         max_ranges: more ranges than this in one ``Range`` answer the whole file.
+        gzip_static: send ``name.gz``, when it lies beside a text file and is
+            not older, to a client that accepts gzip (on by default; off when
+            the server's ``Config.gzip`` is).
 
     Raises:
         ValueError: ``prefix`` does not start with ``/``.
@@ -235,6 +246,7 @@ class StaticFiles:
         show_dotfiles: bool = False,
         cache_control: str | None = "no-cache",
         max_ranges: int = 16,
+        gzip_static: bool = True,
     ) -> None:
         if not prefix.startswith("/"):
             raise ValueError(f"prefix must start with '/': {prefix!r}")
@@ -250,6 +262,7 @@ class StaticFiles:
         self.show_dotfiles = show_dotfiles
         self.cache_control = cache_control
         self.max_ranges = max_ranges
+        self.gzip_static = gzip_static
 
     def __repr__(self) -> str:
         return f"<StaticFiles {self.prefix or '/'} -> {self.root!r}>"
@@ -303,7 +316,7 @@ class StaticFiles:
         if slashed:
             os.close(fd)
             raise _NotFound  # "file.txt/" names a directory that is not there
-        return self._serve_file(request, fd, st, segments[-1])
+        return self._serve_file(request, fd, st, os.path.join(self.root, *segments))
 
     def _open(self, path: str) -> tuple[int, os.stat_result]:
         """Open ``path`` and check, on the descriptor, that it may be served."""
@@ -365,7 +378,7 @@ class StaticFiles:
                 pass
             else:
                 if stat.S_ISREG(st.st_mode):
-                    return self._serve_file(request, fd, st, self.index)
+                    return self._serve_file(request, fd, st, os.path.join(directory, self.index))
                 os.close(fd)
         if not self.listing:
             raise _NotFound
@@ -406,15 +419,53 @@ class StaticFiles:
 
     # -- one file ----------------------------------------------------------------
 
-    def _serve_file(self, request: Request, fd: int, st: os.stat_result, name: str) -> Response:
+    def _serve_file(self, request: Request, fd: int, st: os.stat_result, path: str) -> Response:
         try:
-            return self._answer_file(request, fd, st, name)
+            kind = content_type_for(os.path.basename(path))
+            vary = self.gzip_static and compressible(kind)
+            encoding = None
+            if vary:
+                precompressed = self._precompressed(request, path, st)
+                if precompressed is not None:
+                    os.close(fd)
+                    (fd, st), encoding = precompressed, "gzip"
+            return self._answer_file(request, fd, st, kind, vary, encoding)
         except BaseException:
             os.close(fd)
             raise
 
-    def _answer_file(self, request: Request, fd: int, st: os.stat_result, name: str) -> Response:
-        """The response for an open regular file; it owns ``fd`` unless it raises."""
+    def _precompressed(
+        self, request: Request, path: str, st: os.stat_result
+    ) -> tuple[int, os.stat_result] | None:
+        """The open ``path + ".gz"`` and its status, if it is to be sent instead.
+
+        As nginx's ``gzip_static``: only to a client that accepts gzip, and
+        only if the ``.gz`` is a regular file, not empty, and not older than
+        the file (an older one may hold a previous version). Never for a
+        request with ``Range``: its byte positions count in the identity
+        file, which is what it gets. The ``.gz`` passes the same checks as
+        any file served (inside the root, no dotfile on the way).
+        """
+        headers = request.headers
+        if "range" in headers or not accepts_gzip(headers.get_all("accept-encoding")):
+            return None
+        try:
+            fd, gz = self._open(path + ".gz")
+        except (_NotFound, _Unavailable, PermissionError):
+            return None
+        if not stat.S_ISREG(gz.st_mode) or not gz.st_size or gz.st_mtime_ns < st.st_mtime_ns:
+            os.close(fd)
+            return None
+        return fd, gz
+
+    def _answer_file(
+        self, request: Request, fd: int, st: os.stat_result, kind: str, vary: bool, encoding: str | None
+    ) -> Response:
+        """The response for an open regular file; it owns ``fd`` unless it raises.
+
+        ``kind`` is its type; ``vary``: the answer depends on Accept-Encoding;
+        ``encoding``: the file is the gzip of the one named (its own ETag).
+        """
         size = st.st_size
         etag = f'"{st.st_mtime_ns:x}-{size:x}"'
         mtime = int(st.st_mtime)
@@ -422,12 +473,16 @@ class StaticFiles:
         if self.cache_control is not None:
             validators.append(("Cache-Control", self.cache_control))
         validators.append(_NOSNIFF)
+        if vary:
+            # On a 304 too (RFC 9110 §15.4.5: the fields a 200 would have).
+            validators.append(("Vary", "Accept-Encoding"))
         status = _precondition(request, etag, mtime)
         if status:
             os.close(fd)
             return Response(b"", status, headers=validators)
-        kind = content_type_for(name)
         headers = [("Content-Type", kind), ("Accept-Ranges", "bytes"), *validators]
+        if encoding is not None:
+            headers.append(("Content-Encoding", encoding))
         ranges = None
         if request.method == "GET" and _if_range_holds(request, etag, mtime):
             ranges = _parse_range(request.headers.get_all("range"), size, self.max_ranges)
