@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__, trace
+from . import __version__, reload, trace
 from .app import App
 from .config import Config
 from .demo import make_demo
@@ -123,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     parser.add_argument(
+        "--access-log-format",
+        metavar="FORMAT",
+        help="the access log's line in gunicorn's atoms, e.g. '%%(h)s \"%%(r)s\" %%(s)s %%(M)s'",
+    )
+    parser.add_argument("--access-log-json", action="store_true", help="one JSON object per access log line")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="with --app: restart when a module of the app changes (development)",
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="log every connection's state moves and selector events"
     )
     parser.add_argument("--version", action="version", version=f"reactor {__version__}")
@@ -141,6 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for flag, given in (("--listing", args.listing), ("--cache-control", args.cache_control is not None)):
         if given and not args.static:
             parser.error(f"argument {flag}: only with --static")
+    if args.reload and not args.app:
+        parser.error("argument --reload: only with --app")
     if args.cache_control is None:
         args.cache_control = _CACHE_CONTROL
     # Config checks what no single flag can (low-water under high-water, say).
@@ -149,6 +162,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             host=args.host,
             port=args.port,
             access_log=not args.no_access_log,
+            access_log_format=args.access_log_format,
+            access_log_json=args.access_log_json,
             trace=args.trace,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
@@ -190,10 +205,18 @@ def static_app(directory: str, **options: object) -> App:
 def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | None = None) -> int:
     """Run the server; returns the exit status. ``serve`` replaces the run (tests)."""
     args = parse_args(argv)
-    configure(args.log_level, access=not args.no_access_log, trace=args.trace)
+    config: Config = args.config
+    configure(
+        args.log_level,
+        access=not args.no_access_log,
+        trace=args.trace,
+        access_format=config.access_log_format,
+        access_json=config.access_log_json,
+    )
+    if args.reload:
+        return reload.supervise(list(sys.argv[1:] if argv is None else argv), config)
     if args.trace:
         trace.enable()
-    config: Config = args.config
     if args.app:
         app = load_app(args.app)
     elif args.static:
@@ -202,7 +225,7 @@ def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | No
         app = make_demo()
     server = Server(app, config)
     try:
-        addresses = server.listen()
+        addresses = reload.inherited_listener(server) or server.listen()
     except OSError as exc:
         print(f"reactor: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .log import compile_format
+
 __all__ = ["Config"]
 
 
@@ -72,6 +74,11 @@ class Config:
 
     # -- logging and watching -------------------------------------------------
     access_log: bool = True
+    #: The access log's line in gunicorn's atoms (see ``docs/logging.md``);
+    #: ``None``: the Common Log Format plus the time taken.
+    access_log_format: str | None = None
+    #: Write each access log record as one JSON object per line.
+    access_log_json: bool = False
     #: A handler that runs longer than this is logged with its route: it
     #: blocked every other connection meanwhile (asyncio's debug mode uses 0.1 s).
     watchdog_threshold_s: float = 0.1
@@ -91,5 +98,7 @@ class Config:
                 not isinstance(value, (int, float)) or value <= 0
             ):
                 raise ValueError(f"{field.name} must be positive, not {value!r}")
+        if self.access_log_format is not None:  # checked here, so a bad one fails at start
+            compile_format(self.access_log_format, self.access_log_json)
         if self.write_low_water_bytes > self.write_high_water_bytes:
             raise ValueError("write_low_water_bytes must not exceed write_high_water_bytes")

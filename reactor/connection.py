@@ -537,7 +537,7 @@ class Connection:
         self._body = _Streaming(
             producer,
             chunked,
-            f"{request.method} {request.target} {request.version}",
+            request,
             status,
             head,
             f"{request.method} {request.route or request.path}",
@@ -564,7 +564,7 @@ class Connection:
         head = encode_head(response, len(response.body), keep_alive=False)
         self._queue(head + response.body)
         self.owner.metrics.rejected += 1
-        self._record(request, exc.status, len(response.body))
+        self._record(request if request is not None else exc.request_line, exc.status, len(response.body))
 
     def _record(
         self, request: Request | str | None, status: int, size: int, now: float | None = None
@@ -573,13 +573,7 @@ class Connection:
         duration_s = (now if now is not None else self.loop.time()) - self._started
         self.owner.metrics.observe(status, duration_s)
         if self.config.access_log and access_log.isEnabledFor(20):
-            if request is None:
-                line = "-"
-            elif isinstance(request, str):
-                line = request
-            else:
-                line = f"{request.method} {request.target} {request.version}"
-            access(self._client(), line, status, size, duration_s * 1000.0)
+            access(self._client(), request, status, size, duration_s)
 
     def _client(self) -> str:
         return str(self.client[0])
@@ -921,7 +915,7 @@ class _Streaming:
         self,
         producer: Iterator[bytes | str] | FileBody | PushStream,
         chunked: bool,
-        request_line: str,
+        request_line: Request,
         status: int,
         head: bytes,
         route: str,
