@@ -33,6 +33,7 @@ stops every child the same graceful way and exits.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import select
@@ -289,6 +290,11 @@ def supervise(argv: list[str], config: Config) -> int:
                 continue
             for path in changed:
                 stamps[path] = _stamp(path)
+                # Bytecode is checked against the source's mtime in whole
+                # seconds and its size: an edit within the second of the last
+                # one, same size, would load the old code.
+                with contextlib.suppress(OSError, ValueError):
+                    os.unlink(importlib.util.cache_from_source(path))
             error_log.info("reload: %s changed", ", ".join(os.path.relpath(path) for path in changed))
             errors = _syntax_errors(changed)
             for message in errors:
