@@ -118,8 +118,10 @@ def probe(spec: str) -> int:
     except BaseException as exc:  # SystemExit from load_app included: report every failure
         traceback.print_exception(exc)
         status = 1
-        extra = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
+        # load_app turns an ImportError into SystemExit: its context has the frames.
         for cause in (exc, exc.__cause__, exc.__context__):
+            if cause is not None:
+                extra += [frame.filename for frame in traceback.extract_tb(cause.__traceback__)]
             if isinstance(cause, SyntaxError) and cause.filename:
                 extra.append(cause.filename)
     files = watched_files(list(sys.modules.values()), root, extra)
