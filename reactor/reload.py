@@ -27,7 +27,7 @@ When a watched file changes:
 
 If a step fails, the error is logged and the old child goes on serving the
 old code; the next change tries again. SIGINT or SIGTERM to the supervisor
-stops every child the same graceful way and exits.
+stops every child the same graceful way and exits; a second one kills them.
 """
 
 from __future__ import annotations
@@ -328,6 +328,8 @@ def supervise(argv: list[str], config: Config) -> int:
             child.stop(grace_s)
         while children:
             for child in children:
+                if len(stopping) > 1:  # a second signal: do not wait for the requests in flight
+                    child.proc.kill()
                 child.drain()
             children = [child for child in children if not child.reap()]
             if children:
