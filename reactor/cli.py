@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from . import __version__, broker, trace
+from . import __version__, broker, reload, trace
 from .app import App
 from .config import Config
 from .demo import make_demo
@@ -190,6 +190,17 @@ def _parser() -> argparse.ArgumentParser:
         help="zlib compression level, 1 (fastest) to 9 (default %(default)s)",
     )
     parser.add_argument(
+        "--access-log-format",
+        metavar="FORMAT",
+        help="the access log's line in gunicorn's atoms, e.g. '%%(h)s \"%%(r)s\" %%(s)s %%(M)s'",
+    )
+    parser.add_argument("--access-log-json", action="store_true", help="one JSON object per access log line")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="with --app: restart when a module of the app changes (development)",
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="log every connection's state moves and selector events"
     )
     parser.add_argument(
@@ -244,6 +255,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for flag, given in (("--listing", args.listing), ("--cache-control", args.cache_control is not None)):
         if given and not args.static:
             parser.error(f"argument {flag}: only with --static")
+    if args.reload and not args.app:
+        parser.error("argument --reload: only with --app")
     if args.cache_control is None:
         args.cache_control = _CACHE_CONTROL
     # Config checks what no single flag can (low-water under high-water, say).
@@ -252,6 +265,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             host=args.host,
             port=args.port,
             access_log=not args.no_access_log,
+            access_log_format=args.access_log_format,
+            access_log_json=args.access_log_json,
             trace=args.trace,
             broker=args.broker,
             workers=args.workers,
@@ -311,14 +326,24 @@ def build_app(args: argparse.Namespace) -> App:
 def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | None = None) -> int:
     """Run the server; returns the exit status. ``serve`` replaces the run (tests)."""
     args = parse_args(argv)
-    configure(args.log_level, access=not args.no_access_log, trace=args.trace)
+    config: Config = args.config
+    configure(
+        args.log_level,
+        access=not args.no_access_log,
+        trace=args.trace,
+        access_format=config.access_log_format,
+        access_json=config.access_log_json,
+    )
+    if args.reload:
+        return reload.supervise(list(sys.argv[1:] if argv is None else argv), config)
     if args.trace:
         trace.enable()
-    config: Config = args.config
     # With workers the app is built in each worker, never here (see reactor.master).
     server = None if config.workers else Server(build_app(args), config)
+    # Under --reload the supervisor holds the socket and hands it to each child.
+    inherited = reload.inherited_socket()
     try:
-        listeners = open_listeners(config)
+        listeners = [inherited] if inherited is not None else open_listeners(config)
     except OSError as exc:
         where = config.uds or (
             f"fd {', '.join(map(str, config.fds))}" if config.fds else f"{config.host}:{config.port}"
@@ -337,7 +362,12 @@ def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | No
         if server is None:
             return Master(config, listeners, partial(_boot_worker, args)).run()
         server.adopt(listeners)
-        (serve or Server.serve_forever)(server)
+        if inherited is not None and serve is None:
+            # A child of --reload stops as a worker does, draining: the next
+            # child serves the same socket, and no request may be lost between.
+            run_worker(server, lambda: None, 0)
+        else:
+            (serve or Server.serve_forever)(server)
         _close_app(server)
         return 0
     finally:

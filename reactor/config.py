@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .log import compile_format
+
 __all__ = ["Config"]
 
 
@@ -83,6 +85,11 @@ class Config:
 
     # -- logging and watching -------------------------------------------------
     access_log: bool = True
+    #: The access log's line in gunicorn's atoms (see ``docs/logging.md``);
+    #: ``None``: the Common Log Format plus the time taken.
+    access_log_format: str | None = None
+    #: Write each access log record as one JSON object per line.
+    access_log_json: bool = False
     #: A handler that runs longer than this is logged with its route: it
     #: blocked every other connection meanwhile (asyncio's debug mode uses 0.1 s).
     watchdog_threshold_s: float = 0.1
@@ -135,5 +142,7 @@ class Config:
             raise ValueError(f"uds_mode must be permission bits, 0 to 0o777, not {oct(self.uds_mode)}")
         if not (isinstance(self.gzip_level, int) and 1 <= self.gzip_level <= 9):
             raise ValueError(f"gzip_level must be 1 to 9, not {self.gzip_level!r}")
+        if self.access_log_format is not None:  # checked here, so a bad one fails at start
+            compile_format(self.access_log_format, self.access_log_json)
         if self.write_low_water_bytes > self.write_high_water_bytes:
             raise ValueError("write_low_water_bytes must not exceed write_high_water_bytes")

@@ -544,7 +544,7 @@ class Connection:
             producer,
             framing is CHUNKED,
             keep_alive,
-            f"{request.method} {request.target} {request.version}",
+            request,
             status,
             head,
             f"{request.method} {request.route or request.path}",
@@ -577,7 +577,7 @@ class Connection:
         transport = self.transport
         transport.write(head + response.body)
         self.owner.metrics.rejected += 1
-        self._record(request, exc.status, len(response.body))
+        self._record(request if request is not None else exc.request_line, exc.status, len(response.body))
         transport.close(linger=not self.parser.at_rest)
 
     def _record(
@@ -587,13 +587,7 @@ class Connection:
         duration_s = (now if now is not None else self.loop.time()) - self._started
         self.owner.metrics.observe(status, duration_s)
         if self.config.access_log and access_log.isEnabledFor(20):
-            if request is None:
-                line = "-"
-            elif isinstance(request, str):
-                line = request
-            else:
-                line = f"{request.method} {request.target} {request.version}"
-            access(self._client(), line, status, size, duration_s * 1000.0)
+            access(self._client(), request, status, size, duration_s)
 
     def _client(self) -> str:
         return str(self.client[0])
@@ -645,7 +639,7 @@ class Connection:
         body, self._body = self._body, None
         assert body is not None
         _release(body.producer)
-        self._record(body.request_line, body.status, body.sent)
+        self._record(body.request, body.status, body.sent)
 
     def _response_failed(self, exc: Exception) -> None:
         """Sending the streamed response failed (its producer raised, or gave
@@ -664,11 +658,11 @@ class Connection:
         if transport.retract(body.head):
             response = _plain(500)
             transport.write(encode_head(response, len(response.body), keep_alive=False) + response.body)
-            self._record(body.request_line, 500, len(response.body))
+            self._record(body.request, 500, len(response.body))
         else:
             # Too late for a 500: what is queued goes out, then the connection
             # closes without the final chunk, so the client sees a cut response.
-            self._record(body.request_line, body.status, body.sent)
+            self._record(body.request, body.status, body.sent)
         if self.state is not CLOSED:
             self._move("fail")
             transport.close(linger=not self.parser.at_rest)
@@ -719,14 +713,14 @@ class Connection:
 class _Streaming:
     """A response body being streamed or pushed: exists only while one is."""
 
-    __slots__ = ("producer", "chunked", "keep_alive", "request_line", "status", "sent", "head", "route")
+    __slots__ = ("producer", "chunked", "keep_alive", "request", "status", "sent", "head", "route")
 
     def __init__(
         self,
         producer: Producer,
         chunked: bool,
         keep_alive: bool,
-        request_line: str,
+        request: Request,
         status: int,
         head: bytes,
         route: str,
@@ -734,7 +728,7 @@ class _Streaming:
         self.producer = producer
         self.chunked = chunked  # frame pieces as chunks (else: raw, close-delimited or sized)
         self.keep_alive = keep_alive  # the head promised persistence (no Connection: close)
-        self.request_line = request_line  # for the access log line written at the end
+        self.request = request  # for the access log line written at the end
         self.status = status
         self.sent = 0  # body bytes so far
         self.head = head  # the response's head, as written (to tell whether it has left)

@@ -12,12 +12,20 @@ line that a client cannot forge.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
+import os
 import re
 import sys
 import time
+from collections.abc import Callable
+from urllib.parse import unquote
 
-__all__ = ["access_log", "configure", "error_log", "escape"]
+from .http.request import Request
+
+__all__ = ["access_log", "compile_format", "configure", "error_log", "escape", "set_access_format"]
 
 access_log = logging.getLogger("reactor.access")
 error_log = logging.getLogger("reactor.error")
@@ -62,24 +70,253 @@ class _ClfTime:
 clf_time = _ClfTime()
 
 
-def access(client: str, request_line: str, status: int, size: int, duration_ms: float) -> None:
-    """Write one access log line (the caller checks that the logger is enabled)."""
-    access_log.info(
-        '%s - - %s "%s" %d %d %.2fms',
-        client,
-        clf_time.get(),
-        escape(request_line),
-        status,
-        size,
-        duration_ms,
-    )
+# -- --access-log-format and --access-log-json ------------------------------
+# A format is compiled once, when logging is configured, into a %-template
+# and one getter per atom; a logged request then costs one call per atom.
+
+#: gunicorn's default format (the Apache combined log format).
+COMBINED_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+#: The fields of a JSON line when ``--access-log-json`` is given no format.
+JSON_FORMAT = "%(h)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(f)s %(a)s %(D)s"
+
+Value = str | int | float
+Getter = Callable[[str, "Request | str | None", int, int, float], Value]
 
 
-def configure(level: str = "info", access: bool = True, trace: bool = False) -> None:
+def _line(request: Request | str | None) -> str:
+    if request is None:
+        return "-"
+    if isinstance(request, str):
+        return request
+    return f"{request.method} {request.target} {request.version}"
+
+
+def _part(request: Request | str | None, index: int) -> str:
+    """Method, target or version of a request known only by its request line."""
+    parts = _line(request).split(" ")
+    return parts[index] if len(parts) == 3 else "-"
+
+
+def _method(request: Request | str | None) -> str:
+    return request.method if isinstance(request, Request) else _part(request, 0)
+
+
+def _path(request: Request | str | None) -> str:
+    if isinstance(request, Request):
+        return request.path
+    target = _part(request, 1).partition("?")[0]
+    return unquote(target) if "%" in target else target
+
+
+def _query(request: Request | str | None) -> str:
+    if isinstance(request, Request):
+        return request.query_string
+    return _part(request, 1).partition("?")[2]
+
+
+def _protocol(request: Request | str | None) -> str:
+    return request.version if isinstance(request, Request) else _part(request, 2)
+
+
+def _header(name: str) -> Callable[[Request | str | None], str]:
+    def get(request: Request | str | None) -> str:
+        if isinstance(request, Request):
+            return request.headers.get(name) or "-"
+        return "-"
+
+    return get
+
+
+def _header_getter(name: str) -> Getter:
+    get = _header(name)
+    return lambda c, r, s, b, d: get(r)
+
+
+def _user(request: Request | str | None) -> str:
+    """The user name of ``Authorization: Basic``, as gunicorn's ``%(u)s``."""
+    if not isinstance(request, Request):
+        return "-"
+    auth = request.headers.get("authorization") or ""
+    scheme, _, credentials = auth.partition(" ")
+    if scheme.lower() != "basic":
+        return "-"
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("latin-1")
+    except (ValueError, binascii.Error):
+        return "-"
+    return decoded.partition(":")[0] or "-"
+
+
+def _iso_time() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+_PID = f"<{os.getpid()}>"
+_REFERER = _header("referer")
+_USER_AGENT = _header("user-agent")
+
+# atom: (JSON key, value of a request, whether a client chose the value).
+# Each getter takes (client, request, status, size, duration in seconds).
+_ATOMS: dict[str, tuple[str, Getter, bool]] = {
+    "h": ("remote_addr", lambda c, r, s, b, d: c, False),
+    "l": ("ident", lambda c, r, s, b, d: "-", False),
+    "u": ("user", lambda c, r, s, b, d: _user(r), True),
+    "t": ("time", lambda c, r, s, b, d: clf_time.get(), False),
+    "r": ("request", lambda c, r, s, b, d: _line(r), True),
+    "m": ("method", lambda c, r, s, b, d: _method(r), True),
+    "U": ("path", lambda c, r, s, b, d: _path(r), True),
+    "q": ("query", lambda c, r, s, b, d: _query(r), True),
+    "H": ("protocol", lambda c, r, s, b, d: _protocol(r), True),
+    "s": ("status", lambda c, r, s, b, d: s, False),
+    "B": ("bytes", lambda c, r, s, b, d: b, False),
+    "b": ("size", lambda c, r, s, b, d: b, False),
+    "f": ("referer", lambda c, r, s, b, d: _REFERER(r), True),
+    "a": ("user_agent", lambda c, r, s, b, d: _USER_AGENT(r), True),
+    "T": ("duration_s", lambda c, r, s, b, d: int(d), False),
+    "M": ("duration_ms", lambda c, r, s, b, d: int(d * 1000.0), False),
+    "D": ("duration_us", lambda c, r, s, b, d: int(d * 1_000_000.0), False),
+    "L": ("duration", lambda c, r, s, b, d: f"{d:.6f}", False),
+    "p": ("pid", lambda c, r, s, b, d: _PID, False),
+}
+
+# The format string is the operator's, not a client's. Linear all the same:
+# each alternative starts with "%" and then a fixed shape ("{" runs to the
+# first "}"), so every position is tried once.
+_ATOM_RE = re.compile(r"%\((?:\{([^{}()]+)\}i|([A-Za-z]))\)s|%%|%")
+
+Formatter = Callable[[str, "Request | str | None", int, int, float], str]
+
+
+def compile_format(fmt: str, json_lines: bool = False) -> Formatter:
+    """A function that formats one access log record as ``fmt`` says.
+
+    ``fmt`` holds gunicorn's atoms (``%(h)s``, ``%({User-Agent}i)s``...);
+    with ``json_lines`` the line is a JSON object with one key per atom
+    instead. Raises :class:`ValueError` for an unknown atom or a stray ``%``.
+    """
+    template: list[str] = []
+    keys: list[str] = []
+    getters: list[Getter] = []
+    escaped: list[bool] = []
+    pos = 0
+    for match in _ATOM_RE.finditer(fmt):
+        template.append(fmt[pos : match.start()].replace("%", "%%"))
+        pos = match.end()
+        header, atom = match.groups()
+        if header is not None:
+            keys.append("header_" + header.lower().replace("-", "_"))
+            getters.append(_header_getter(header))
+            escaped.append(True)
+        elif atom is not None:
+            if atom not in _ATOMS:
+                raise ValueError(f"unknown access log atom %({atom})s")
+            key, getter, from_client = _ATOMS[atom]
+            keys.append(key)
+            getters.append(getter)
+            escaped.append(from_client)
+        elif match.group() == "%%":
+            template.append("%%")
+            continue
+        else:
+            raise ValueError(f"a lone % at {match.start()} in the access log format (write %% for one)")
+        template.append("%s")
+    template.append(fmt[pos:].replace("%", "%%"))
+    if not getters:
+        raise ValueError("the access log format has no atom")
+    if json_lines:
+        return _json_formatter(keys, getters)
+    return _text_formatter("".join(template), getters, escaped)
+
+
+def _text_formatter(template: str, getters: list[Getter], escaped: list[bool]) -> Formatter:
+    parts = tuple(zip(getters, escaped, strict=True))
+
+    def format_text(
+        client: str, request: Request | str | None, status: int, size: int, duration_s: float
+    ) -> str:
+        return template % tuple(
+            [
+                escape(str(get(client, request, status, size, duration_s)))
+                if client_chose
+                else get(client, request, status, size, duration_s)
+                for get, client_chose in parts
+            ]
+        )
+
+    return format_text
+
+
+def _json_formatter(keys: list[str], getters: list[Getter]) -> Formatter:
+    fields = tuple(zip(keys, getters, strict=True))
+    time_getter = _ATOMS["t"][1]
+
+    def format_json(
+        client: str, request: Request | str | None, status: int, size: int, duration_s: float
+    ) -> str:
+        record: dict[str, Value] = {}
+        for key, get in fields:
+            if get is time_getter:
+                record[key] = _iso_time()
+                continue
+            value = get(client, request, status, size, duration_s)
+            if isinstance(value, str) and len(value) > MAX_LOGGED_REQUEST_LINE:
+                value = value[:MAX_LOGGED_REQUEST_LINE] + "..."
+            record[key] = value
+        # ensure_ascii: every control and non-ASCII character is a \u escape,
+        # so a record is one line of ASCII that a client cannot forge.
+        return json.dumps(record, ensure_ascii=True, separators=(", ", ": "))
+
+    return format_json
+
+
+_format: Formatter | None = None
+
+
+def set_access_format(fmt: str | None = None, json_lines: bool = False) -> None:
+    """Compile the access log's format once (``None``: the default line)."""
+    global _format
+    if fmt is None and json_lines:
+        fmt = JSON_FORMAT
+    _format = None if fmt is None else compile_format(fmt, json_lines)
+
+
+def access(client: str, request: Request | str | None, status: int, size: int, duration_s: float) -> None:
+    """Write one access log line (the caller checks that the logger is enabled).
+
+    ``request`` is the request answered, or only its request line (a refusal
+    after the line was read), or ``None`` (nothing was read).
+    """
+    # The default line first: logging finds its caller's line number by
+    # scanning the function's line table up to the call, so a call near
+    # the top costs less (here 1,600 instructions less than at the bottom).
+    if _format is None:
+        access_log.info(
+            '%s - - %s "%s" %d %d %.2fms',
+            client,
+            clf_time.get(),
+            escape(_line(request)),
+            status,
+            size,
+            duration_s * 1000.0,
+        )
+    else:
+        access_log.info("%s", _format(client, request, status, size, duration_s))
+
+
+def configure(
+    level: str = "info",
+    access: bool = True,
+    trace: bool = False,
+    access_format: str | None = None,
+    access_json: bool = False,
+) -> None:
     """Send the loggers to stderr at ``level``; ``access=False`` silences access.
 
     ``trace=True`` also shows ``reactor.trace`` (see :mod:`reactor.trace`).
+    ``access_format`` and ``access_json`` choose the access log's line (see
+    :func:`set_access_format`).
     """
+    set_access_format(access_format, access_json)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     trace_log = logging.getLogger("reactor.trace")

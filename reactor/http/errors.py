@@ -34,6 +34,9 @@ class ProtocolError(Exception):
         super().__init__(message)
         if status is not None:
             self.status = status
+        #: The request line, when the error came after it was read (for the
+        #: access log); the parser sets it.
+        self.request_line: str | None = None
 
 
 class BadRequest(ProtocolError):

@@ -133,6 +133,7 @@ class RequestParser:
         "_counted",
         "_eof",
         "_error",
+        "_line",
     )
 
     def __init__(self, limits: ParserLimits) -> None:
@@ -153,6 +154,7 @@ class RequestParser:
         self._counted = 0  # bytes of the chunked body so far, framing included
         self._eof = False
         self._error: ProtocolError | None = None
+        self._line: str | None = None  # this cycle's request line, once it matched
 
     # -- feeding -----------------------------------------------------------
 
@@ -207,6 +209,7 @@ class RequestParser:
             raise RuntimeError(f"can't start a new cycle while reading the {self._phase.value}")
         self._phase = _HEAD
         self._request = None
+        self._line = None
 
     # -- events ------------------------------------------------------------
 
@@ -228,6 +231,7 @@ class RequestParser:
         except ProtocolError as exc:
             self._phase = _ERROR
             self._error = exc
+            exc.request_line = self._line
             raise
 
     def _consume(self, n: int) -> None:
@@ -293,6 +297,7 @@ class RequestParser:
         if match is None:
             raise _request_line_error(line)
         method, target, major, minor = match.groups()
+        self._line = line
         if major != "1" or minor not in {"1", "0"}:
             raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
         http11 = minor == "1"
