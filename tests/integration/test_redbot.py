@@ -112,7 +112,8 @@ def reports() -> Iterator[dict[str, dict[str, Any]]]:
             input=json.dumps(todo),
             capture_output=True,
             text=True,
-            timeout=120,
+            # Below pytest-timeout's 120 s: a hung run ends here, and the finally kills the demo.
+            timeout=90,
             check=False,
         )
         assert run.returncode == 0, f"REDbot failed:\n{run.stderr}"
