@@ -40,6 +40,17 @@ CHAT_CHANNEL = "reactor:chat"
 #: are bogus and get the whole history, as unparsable ones do.
 _MAX_ID_DIGITS = 20
 
+# Every answer here says whether a cache may keep it: without Cache-Control
+# (and with no validator), a cache may store it and serve it for a lifetime
+# of its own choosing (RFC 9111 §4.2.2). Live figures, the time and the
+# answers to POSTs are stale at once (or belong to the one request), so no
+# cache keeps them: no-store.
+_NO_STORE = (("Cache-Control", "no-store"),)
+# A greeting is a function of its URL alone, the same on every request while
+# the code is: caches may keep it, for a minute (an edited greeting is seen
+# within one) rather than a heuristic lifetime.
+_ONE_MINUTE = (("Cache-Control", "max-age=60"),)
+
 
 class Demo(App):
     """The demo app: the packaged site, a few JSON routes and two event streams."""
@@ -92,7 +103,7 @@ class Demo(App):
             self.broker.close()
             self.broker = None
 
-    def info(self, request: Request) -> dict[str, Any]:
+    def info(self, request: Request) -> Response:
         info: dict[str, Any] = {
             "server": "reactor",
             "version": __version__,
@@ -108,17 +119,18 @@ class Demo(App):
             info["timers"] = self.server.loop.pending_timers()
         if self.broker is not None:
             info["broker"] = self.broker.status()
-        return info
+        return Response.json(info, headers=_NO_STORE)
 
-    def now(self, request: Request) -> dict[str, Any]:
-        return {"unix": time.time(), "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    def now(self, request: Request) -> Response:
+        now = {"unix": time.time(), "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        return Response.json(now, headers=_NO_STORE)
 
     def echo(self, request: Request) -> Response:
         content_type = request.headers.get("content-type") or "application/octet-stream"
-        return Response(request.body, 200, content_type=content_type)
+        return Response(request.body, 200, headers=_NO_STORE, content_type=content_type)
 
-    def hello(self, request: Request) -> str:
-        return f"Hello, {request.params['name']}!\n"
+    def hello(self, request: Request) -> Response:
+        return Response.text(f"Hello, {request.params['name']}!\n", headers=_ONE_MINUTE)
 
     def clock_events(self, request: Request) -> EventStream:
         """One ``time`` event a second, from one timer shared by every subscriber."""
@@ -152,7 +164,7 @@ class Demo(App):
         after = int(value)
         return after if after <= self._chat_id else 0
 
-    def chat_post(self, request: Request) -> dict[str, Any]:
+    def chat_post(self, request: Request) -> Response:
         """Deliver the message here at once; with a broker, also to every other process.
 
         While Redis is down the post still succeeds (200): the message has
@@ -167,7 +179,7 @@ class Demo(App):
             connected = self.broker.connected
             forwarded = self.chat.forward(request.body)
             reply["broker"] = "refused" if not forwarded else "sent" if connected else "queued"
-        return reply
+        return Response.json(reply, headers=_NO_STORE)
 
     def _chat_received(self, data: bytes) -> None:
         """A message posted to another process: numbered here, as a local one is."""

@@ -91,7 +91,9 @@ class LiveView:
     # -- routes ---------------------------------------------------------------
 
     def page(self, request: Request) -> Response:
-        return Response.html(_PAGE.replace("{prefix}", self.prefix), headers=[("Cache-Control", "no-cache")])
+        # no-store: the page has no validator, so revalidating it would be a
+        # full fetch anyway (no-cache without one draws REDbot's warning).
+        return Response.html(_PAGE.replace("{prefix}", self.prefix), headers=[("Cache-Control", "no-store")])
 
     def events(self, request: Request) -> EventStream:
         stream = self.watchers.add(EventStream())
@@ -99,13 +101,20 @@ class LiveView:
         stream.send_event(json.dumps(self.snapshot(), separators=(",", ":")), event="stats")
         return stream
 
-    def stats(self, request: Request) -> dict[str, Any]:
-        return self.snapshot()
+    def stats(self, request: Request) -> Response:
+        # Live figures, stale at once: no cache may keep them (without this
+        # header, a cache could serve them for a lifetime of its own choosing).
+        return Response.json(self.snapshot(), headers=[("Cache-Control", "no-store")])
 
     def metrics(self, request: Request) -> Response:
         server = self.server
         assert server is not None, "the live view is not attached to a server"
-        return Response(prometheus_text(server), content_type=PROMETHEUS_CONTENT_TYPE)
+        # no-store: a scrape must see the figures of now, never a cached copy.
+        return Response(
+            prometheus_text(server),
+            headers=[("Cache-Control", "no-store")],
+            content_type=PROMETHEUS_CONTENT_TYPE,
+        )
 
 
 def _call(method: weakref.WeakMethod[Callable[[], None]]) -> None:
