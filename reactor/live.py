@@ -65,6 +65,7 @@ _TIMER_KINDS = {
     "Server._probe_lag": "lag probe",
     "Broadcast._tick": "ticker",
     "Lingering.end": "lingering close",
+    "EventStream._beat": "event stream heartbeat",
 }
 
 
@@ -231,8 +232,8 @@ _PAGE = """<!doctype html>
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.2rem; color: #1d232a; background: #f7f8fa; }
 h1 { font-size: 1.25rem; margin: 0 0 .8rem; }
 h2 { font-size: .95rem; margin: 0 0 .4rem; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(9.5rem, 1fr)); gap: .6rem; }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(22rem, 1fr)); gap: .6rem;
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(8.5rem, 1fr)); gap: .6rem; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(17rem, 1fr)); gap: .6rem;
           margin-top: .6rem; }
 .panels { display: grid; grid-template-columns: 3fr 1fr; gap: .6rem; margin-top: .6rem; }
 .card { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: .5rem .7rem; }
@@ -324,11 +325,12 @@ function bytes(n) {
 }
 
 function ceiling(most) {
-  // A round top for the y axis: 1, 2 or 5 times a power of ten.
-  if (most <= 0) return 1;
-  const power = Math.pow(10, Math.floor(Math.log10(most)));
-  for (const step of [1, 2, 5, 10]) if (step * power >= most) return step * power;
-  return 10 * power;
+  // A top for the y axis that is four round steps (1, 2, 2.5 or 5 times a power of ten).
+  if (most <= 0) return 4;
+  const quarter = most / 4;
+  const power = Math.pow(10, Math.floor(Math.log10(quarter)));
+  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= quarter) return 4 * step * power;
+  return 40 * power;
 }
 
 function chart(name, series, format) {
@@ -356,10 +358,12 @@ function chart(name, series, format) {
   }
   ctx.textAlign = "left";
   ctx.textBaseline = "alphabetic";
-  ctx.fillText("-" + (HISTORY / 60) + " min", left, height - 3);
+  // The x axis spans the samples so far, at least a minute, at most HISTORY seconds.
+  const span = Math.min(HISTORY, Math.max(60, ...series.map((s) => s.values.length)));
+  ctx.fillText(span % 60 ? "-" + span + " s" : "-" + (span / 60) + " min", left, height - 3);
   ctx.textAlign = "right";
   ctx.fillText("now", right, height - 3);
-  const step = (right - left) / (HISTORY - 1);
+  const step = (right - left) / (span - 1);
   for (const s of series) {
     const n = s.values.length;
     if (!n) continue;
