@@ -3,9 +3,14 @@
 The demo (``python -m reactor --port 0``) mounts the live view at ``/_reactor/``. Chromium runs
 headless with ``--remote-debugging-port=0``; the port it picked is read from ``DevToolsActivePort``
 in its profile directory, and the page target is driven over the DevTools protocol's WebSocket
-with the ``websocket-client`` package. The test reads the figures the page shows (they arrive over
+with the ``websocket-client`` package. One test reads the figures the page shows (they arrive over
 Server-Sent Events once a second), sends 200 requests, and checks that the page's request count
-went up by at least that much.
+went up by at least that much. The other drives a steady load and checks that the requests chart's
+pixels change between samples, that the table lists the test's own connections in their states
+with their timers, and takes a screenshot under load; ``REACTOR_SCREENSHOT=1`` also writes it to
+``docs/img/live-view.png`` (the picture docs/architecture.md shows)::
+
+    REACTOR_SCREENSHOT=1 .venv/bin/python -m pytest tests/integration/test_live_browser.py
 """
 
 from __future__ import annotations
