@@ -166,3 +166,15 @@ def test_timer_heap_shows_the_soonest_armed_deadlines_in_order() -> None:
     assert [t["in_ms"] for t in heap["next"]] == [round((t.when - loop.now) * 1000, 1) for t in shown]
     assert {t["what"] for t in heap["next"]} == {"_index"}
     assert loop.upcoming(1000) == armed  # asked for more than there are: every armed timer
+
+
+def test_with_15000_connections_a_snapshot_looks_at_the_table_rows_only() -> None:
+    server, view = _viewed(rows=50)
+    server.open(15000)
+    server.connections.looked_at = 0
+    stats = view.snapshot()
+    assert server.connections.looked_at == 50
+    assert stats["table"]["open"] == 15000 and stats["table"]["more"] == 14950
+    assert stats["connections"]["idle"] == 15000
+    # The heap holds 15,000 keep-alive timers; the walk for the next deadlines is bounded.
+    assert stats["timer_heap"]["armed"] == 15000 and len(stats["timer_heap"]["next"]) == 8
