@@ -127,7 +127,7 @@ def _connection() -> tuple[Callable[[], None], socket.socket]:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     connection = Connection(("127.0.0.1", 1), server.loop, config, app, server)
-    server.connections.add(connection)
+    server.connections[connection] = None
     Transport(ours, server.loop, config, server, connection).start()
     return server.loop.run_once, theirs
 

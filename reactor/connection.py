@@ -159,6 +159,9 @@ def count_by_state(moves: list[int]) -> dict[State, int]:
     return counts
 
 
+# What each state's timer waits for, as the live view names it.
+_TIMER_NAMES = {IDLE: "keep-alive", READING_HEADERS: "header", READING_BODY: "body"}
+
 # Bodies up to this size are copied behind the head so that one send() carries
 # both; larger ones are written as they are and sent with sendmsg().
 _COALESCE_BYTES = 16384
@@ -201,6 +204,7 @@ class Connection:
         "request",
         "_timer",
         "_timer_armed_for",
+        "entered",
         "_started",
         "_body",
         "_moves",
@@ -229,6 +233,8 @@ class Connection:
         # A new connection is waiting for a request head: the header deadline
         # runs from accept (an idle preconnect is closed at that deadline).
         self.state = READING_HEADERS
+        #: When it entered its state, by the loop's clock (for the live view).
+        self.entered = loop.now
         # The owner's counts of moves made, kept by _move (see count_by_state).
         self._moves = owner.metrics.moves
         self._moves[_OPENED] += 1
@@ -248,6 +254,7 @@ class Connection:
         self.state, number = move
         self._moves[number] += 1
         self._timer_armed_for = None
+        self.entered = self.loop.now
 
     def _sync_timer(self) -> None:
         """Make the state's timer follow the state."""
@@ -268,6 +275,20 @@ class Connection:
             self._timer.reset(min(now + config.body_timeout_s, deadline))
         else:
             self._timer.cancel()
+
+    def armed_timer(self) -> tuple[str, float] | None:
+        """Which of its timers is armed, and when it fires (the loop's clock), or None.
+
+        For the live view: read when asked, nothing kept for it.
+        """
+        timer = self._timer
+        if not timer.cancelled and self._timer_armed_for is not None:
+            return _TIMER_NAMES.get(self._timer_armed_for, "state"), timer.when
+        transport = getattr(self, "transport", None)
+        write = transport.write_timer if transport is not None else None
+        if write is not None and not write.cancelled:
+            return "write", write.when
+        return None
 
     # -- what the transport calls ------------------------------------------
 

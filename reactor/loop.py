@@ -201,6 +201,48 @@ class Loop:
         """How many armed timers there are."""
         return len(self._heap) - self._dead
 
+    def heap_size(self) -> int:
+        """Entries on the timer heap, armed or dead (cancelled, or superseded)."""
+        return len(self._heap)
+
+    def upcoming(self, count: int, budget: int = 1024) -> list[Timer]:
+        """The ``count`` armed timers due soonest, soonest first, without sorting the heap.
+
+        A best-first walk down from the heap's root: a node's children are no
+        earlier than it, so the next soonest entry is always a child of one
+        already taken. A timer moved later by :meth:`Timer.reset` still sorts
+        by its entry's older time (a connection's keep-alive reuses the entry
+        its header deadline made): it goes back into the walk at its new time.
+        The walk looks at ``budget`` entries at most, whatever the heap's size;
+        if it runs out, the timers it has found or has moved back into the walk
+        are returned, soonest first: armed, but maybe not the very soonest.
+        """
+        heap = self._heap
+        found: list[Timer] = []
+        # (deadline, timer, index in the heap, or -1 for a timer moved later).
+        frontier: list[tuple[float, Timer, int]] = [(heap[0][0], heap[0][1], 0)] if heap else []
+        while frontier and len(found) < count:
+            when, timer, index = heapq.heappop(frontier)
+            if index < 0:
+                found.append(timer)
+                continue
+            if not budget:
+                break
+            budget -= 1
+            if heap[index] is timer._entry and not timer.cancelled:
+                if timer.when > when:
+                    heapq.heappush(frontier, (timer.when, timer, -1))
+                else:
+                    found.append(timer)
+            for child in (2 * index + 1, 2 * index + 2):
+                if child < len(heap):
+                    entry = heap[child]
+                    heapq.heappush(frontier, (entry[0], entry[1], child))
+        if len(found) < count:
+            moved = sorted((item for item in frontier if item[2] < 0), key=lambda item: item[0])
+            found.extend(item[1] for item in moved[: count - len(found)])
+        return found
+
     def _push(self, timer: Timer) -> None:
         entry = timer._entry = (timer.when, timer)
         heapq.heappush(self._heap, entry)

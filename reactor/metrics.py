@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 from .connection import MOVE_COUNTERS
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from .connection import Connection
     from .loop import Loop
 
 __all__ = ["DURATION_BUCKETS_S", "Metrics", "Observed", "prometheus_text"]
@@ -69,7 +72,8 @@ class Metrics:
 
 
 class Observed(Protocol):
-    """What a server hands its observers: its counters, its loop, its connections by state."""
+    """What a server hands its observers: its counters, its loop, its connections
+    (in the order they were accepted) and how many are in each state."""
 
     @property
     def metrics(self) -> Metrics: ...
@@ -77,6 +81,8 @@ class Observed(Protocol):
     def loop(self) -> Loop: ...
     @property
     def accepted(self) -> int: ...
+    @property
+    def connections(self) -> Collection[Connection]: ...
     def count_by_state(self) -> dict[str, int]: ...
 
 

@@ -81,8 +81,9 @@ class Server:
         self.app = app
         self.config = config if config is not None else Config()
         self.loop = loop if loop is not None else Loop()
-        #: Every open connection.
-        self.connections: set[Connection] = set()
+        #: Every open connection, in the order they were accepted (a dict
+        #: keeps it: the oldest come first, as the live view lists them).
+        self.connections: dict[Connection, None] = {}
         #: Counters for /_reactor/metrics and the live view.
         self.metrics = Metrics()
         self._lag_probe: Timer | None = None
@@ -164,7 +165,7 @@ class Server:
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = Connection(_client_address(address), loop, config, app, self)
-            connections.add(connection)
+            connections[connection] = None
             Transport(sock, loop, config, self, connection).start()
 
     def _pause_accepting(self, exc: OSError) -> None:
@@ -231,7 +232,7 @@ class Server:
 
     def connection_closed(self, connection: Connection) -> None:
         """Called by a connection once it has closed."""
-        self.connections.discard(connection)
+        self.connections.pop(connection, None)
         if self._stopping:
             self._stop_when_done()
         elif not self._listening and len(self.connections) < self.config.max_connections:

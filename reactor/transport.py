@@ -109,6 +109,8 @@ class Transport:
         "_metrics",
         "_out",
         "buffered",
+        "received",
+        "sent",
         "_mask",
         "_reading",
         "_eof",
@@ -139,6 +141,9 @@ class Transport:
         self._out: deque[bytes | memoryview] | None = None
         #: Bytes written and not yet sent.
         self.buffered = 0
+        #: Bytes received from and sent to this socket, in all.
+        self.received = 0
+        self.sent = 0
         self._mask = 0  # not in the selector yet: see start()
         self._reading = True  # the protocol has not paused reading, nor input ended
         self._eof = False  # the peer has sent all it will
@@ -156,6 +161,11 @@ class Transport:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    @property
+    def write_timer(self) -> Timer | None:
+        """The write timeout's timer (armed while output waits), or None."""
+        return self._write_timer
 
     # -- starting, and the protocol ------------------------------------------
 
@@ -238,6 +248,7 @@ class Transport:
             # the promised length cannot be kept, so the connection must end.
             raise EOFError(f"{file!r} ended {count} bytes early")
         self._metrics.bytes_sent += sent
+        self.sent += sent
         return sent
 
     def _send_file_copy(self, file: Any, offset: int, count: int) -> int:
@@ -359,7 +370,9 @@ class Transport:
             return
         protocol = self.protocol
         if data:
-            self._metrics.bytes_received += len(data)
+            size = len(data)
+            self._metrics.bytes_received += size
+            self.received += size
             protocol.data_received(data)
         else:
             self._eof = True
@@ -387,6 +400,7 @@ class Transport:
                     progress = True
                     self.buffered -= sent
                     self._metrics.bytes_sent += sent
+                    self.sent += sent
                 if not self.buffered:
                     self._out = None
                 else:

@@ -33,16 +33,16 @@ Serve = Callable[..., Running]
 MIB = 1 << 20
 
 
-class Recording(set[Connection]):
+class Recording(dict[Connection, None]):
     """The server's registry, also keeping a weak reference to each connection added."""
 
     def __init__(self) -> None:
         super().__init__()
         self.refs: list[weakref.ref[Connection]] = []
 
-    def add(self, connection: Connection) -> None:
+    def __setitem__(self, connection: Connection, value: None) -> None:
         self.refs.append(weakref.ref(connection))
-        super().add(connection)
+        super().__setitem__(connection, value)
 
 
 def lifecycle_app() -> tuple[App, Broadcast]:

@@ -3,23 +3,31 @@
 The demo (``python -m reactor --port 0``) mounts the live view at ``/_reactor/``. Chromium runs
 headless with ``--remote-debugging-port=0``; the port it picked is read from ``DevToolsActivePort``
 in its profile directory, and the page target is driven over the DevTools protocol's WebSocket
-with the ``websocket-client`` package. The test reads the figures the page shows (they arrive over
+with the ``websocket-client`` package. One test reads the figures the page shows (they arrive over
 Server-Sent Events once a second), sends 200 requests, and checks that the page's request count
-went up by at least that much.
+went up by at least that much. The other drives a steady load and checks that the requests chart's
+pixels change between samples, that the table lists the test's own connections in their states
+with their timers, and takes a screenshot under load; ``REACTOR_SCREENSHOT=1`` also writes it to
+``docs/img/live-view.png`` (the picture docs/architecture.md shows)::
+
+    REACTOR_SCREENSHOT=1 .venv/bin/python -m pytest tests/integration/test_live_browser.py
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +104,9 @@ def _wait_for(read: Callable[[], Any], ready: Callable[[Any], bool], timeout: fl
         time.sleep(0.1)
 
 
-def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _watching(tmp_path: Path, width: int = 1000, height: int = 700) -> Iterator[tuple[DevTools, int]]:
+    """The demo on a free port, and headless Chromium showing its /_reactor/: (the page, the port)."""
     pytest.importorskip("websocket", reason="websocket-client is not installed")
     server_log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
@@ -119,7 +129,7 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
             [
                 CHROMIUM,
                 *CHROMIUM_FLAGS,
-                "--window-size=1000,700",
+                f"--window-size={width},{height}",
                 f"--user-data-dir={profile}",
                 "--remote-debugging-port=0",
                 "about:blank",
@@ -146,6 +156,19 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
 
         devtools.call("Page.enable")
         devtools.call("Page.navigate", url=f"http://127.0.0.1:{port}/_reactor/")
+        yield devtools, port
+    finally:
+        if devtools is not None:
+            devtools.close()
+        if browser is not None:
+            _stop(browser, group=True)
+        _stop(server)
+        server_log.close()
+    assert server.returncode == 0, (tmp_path / "server.log").read_text()
+
+
+def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
+    with _watching(tmp_path) as (devtools, port):
 
         def requests_shown() -> float | None:
             return _number(devtools.evaluate("document.getElementById('requests')?.textContent ?? null"))
@@ -190,11 +213,106 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
         shot = base64.b64decode(devtools.call("Page.captureScreenshot", format="png")["data"])
         assert shot.startswith(PNG_SIGNATURE) and len(shot) > 1000
         (tmp_path / "live.png").write_bytes(shot)
+
+
+#: Where the screenshot the docs show is written, when REACTOR_SCREENSHOT=1 asks for it.
+SCREENSHOT = ROOT / "docs" / "img" / "live-view.png"
+
+
+def _traffic(port: int, stop: threading.Event, counted: list[int]) -> None:
+    """Keep-alive GETs, a small answer and a larger one in turn, until ``stop``."""
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        while not stop.is_set():
+            for path in ("/api/time", "/"):
+                client.request("GET", path)
+                response = client.getresponse()
+                assert response.status == 200
+                response.read()
+                counted[0] += 1
+            time.sleep(0.002)  # a steady load, not one that starves the loop's other work
     finally:
-        if devtools is not None:
-            devtools.close()
-        if browser is not None:
-            _stop(browser, group=True)
-        _stop(server)
-        server_log.close()
-    assert server.returncode == 0, (tmp_path / "server.log").read_text()
+        client.close()
+
+
+def _canvas(devtools: DevTools, name: str) -> str:
+    value = devtools.evaluate(f"document.getElementById('chart-{name}').toDataURL('image/png')")
+    assert isinstance(value, str) and value.startswith("data:image/png;base64,")
+    return value
+
+
+def _samples(devtools: DevTools) -> int:
+    return int(devtools.evaluate("typeof samples === 'undefined' ? 0 : samples.length"))
+
+
+def test_live_view_charts_and_table_follow_traffic(tmp_path: Path) -> None:
+    with _watching(tmp_path, 1280, 1180) as (devtools, port):
+        _wait_for(lambda: _samples(devtools), lambda n: n >= 1, 10, "no stats event reached the page")
+
+        # The test's own connections, as the table should list them: kept alive and idle, or
+        # half way through a request head.
+        idle = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /api/time HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while b"}" not in answer:
+                piece = sock.recv(4096)
+                assert piece, answer
+                answer += piece
+            idle.append(sock)
+        reading = socket.create_connection(("127.0.0.1", port), timeout=5)
+        reading.sendall(b"GET /api/time HTTP/1.1\r\nHost:")
+
+        stop = threading.Event()
+        counted = [0]
+        driver = threading.Thread(target=_traffic, args=(port, stop, counted), daemon=True)
+        driver.start()
+        try:
+            # Two samples apart, the requests chart is drawn differently: it moves with the load.
+            start = _samples(devtools)
+            _wait_for(lambda: _samples(devtools), lambda n: n >= start + 2, 5, "the page got no new samples")
+            first = _canvas(devtools, "requests")
+            seen = _samples(devtools)
+            _wait_for(lambda: _samples(devtools), lambda n: n >= seen + 2, 5, "the page got no new samples")
+            assert _canvas(devtools, "requests") != first, "the requests/s chart did not change"
+            assert counted[0] > 0
+            rates = devtools.evaluate("samples.slice(-3).map(s => s.requests_per_s)")
+            assert max(rates) > 0, rates
+
+            # The table lists the test's own connections, each in its state, with its timer.
+            rows = devtools.evaluate(
+                "Array.from(document.querySelectorAll('#connections tbody tr'),"
+                " row => Array.from(row.cells, cell => cell.textContent))"
+            )
+            by_peer = {cells[1]: cells for cells in rows}
+            for sock in idle:
+                cells = by_peer[f"127.0.0.1:{sock.getsockname()[1]}"]
+                assert cells[2] == "idle" and cells[6].startswith("keep-alive in "), cells
+            cells = by_peer[f"127.0.0.1:{reading.getsockname()[1]}"]
+            assert cells[2] == "reading headers" and cells[6].startswith("header in "), cells
+            assert re.fullmatch(r"\d+", cells[0]), cells  # its fd
+            more = devtools.evaluate("document.getElementById('more').textContent")
+            assert re.fullmatch(r"\d+ open", more), more  # fewer than 50: no "more"
+            heap = devtools.evaluate("document.getElementById('heap').textContent")
+            assert re.match(r"\d+ entries, \d+ armed", heap), heap
+            deadlines = devtools.evaluate(
+                "Array.from(document.querySelectorAll('#deadlines tbody tr'),"
+                " row => row.cells[0].textContent)"
+            )
+            assert "lag probe" in deadlines and any(d.startswith("keep-alive timeout") for d in deadlines)
+
+            # Let the charts fill a little, then keep a picture of the page under load.
+            _wait_for(lambda: _samples(devtools), lambda n: n >= start + 8, 12, "the page got no new samples")
+            shot = base64.b64decode(devtools.call("Page.captureScreenshot", format="png")["data"])
+        finally:
+            stop.set()
+            driver.join(10)
+            reading.close()
+            for sock in idle:
+                sock.close()
+        assert shot.startswith(PNG_SIGNATURE) and len(shot) > 10000
+        (tmp_path / "live-view.png").write_bytes(shot)
+        if os.environ.get("REACTOR_SCREENSHOT") == "1":
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            SCREENSHOT.write_bytes(shot)
