@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .http.request import Request
 
 __all__ = [
+    "MAX_HOPS",
     "MAX_V1_BYTES",
     "ProxyHeader",
     "ProxyHeaderReader",
@@ -109,20 +110,28 @@ def trusted(spec: str) -> Trusted:
 # -- X-Forwarded-* and Forwarded ---------------------------------------------
 
 # RFC 9110 token and quoted-string. Linear: the pair is token "=" (token or
-# quoted-string); a quoted-string's characters are either one non-quote,
-# non-backslash or a backslash pair, which begin differently, so there is one
-# way to match and no backtracking.
+# quoted-string); the quoted-string is Friedl's unrolled loop, a run of plain
+# characters, then (a backslash pair and a run of plain characters) repeated:
+# each repetition must begin with the backslash no run contains, so there is
+# one way to match and no backtracking.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_PAIR = re.compile(rf'[ \t]*({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*')
+_PAIR = re.compile(rf'[ \t]*({_TOKEN})=({_TOKEN}|"[^"\\]*(?:\\.[^"\\]*)*")[ \t]*')
 # An obfuscated node or port (RFC 7239 §6.3), or "unknown". Linear: one class.
 _OBFUSCATED = re.compile(r"[A-Za-z0-9._-]+")
 # A Host value (RFC 3986 reg-name or IP literal, and a port). Linear: one class.
 _HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+;=:\[\]-]+")
 
 
+#: Hops (Forwarded elements, X-Forwarded-For addresses) looked at, at most:
+#: a real chain of proxies is a few long; a longer list is ignored, so a
+#: client cannot make a trusted proxy hand reactor thousands to walk.
+MAX_HOPS = 32
+
+
 def parse_forwarded(values: list[str]) -> list[dict[str, str]] | None:
     """The elements of ``Forwarded`` field values, left to right, each a dict
-    of its parameters (names lower-cased, values unquoted); None if malformed.
+    of its parameters (names lower-cased, values unquoted); None if malformed
+    or longer than :data:`MAX_HOPS` elements.
 
     One pass over the text: each step consumes a pair or a separator.
     """
@@ -136,6 +145,8 @@ def parse_forwarded(values: list[str]) -> list[dict[str, str]] | None:
                 if char == "," and element:
                     elements.append(element)
                     element = {}
+                    if len(elements) > MAX_HOPS:
+                        return None
                 pos += 1
                 continue
             match = _PAIR.match(value, pos)
@@ -143,7 +154,11 @@ def parse_forwarded(values: list[str]) -> list[dict[str, str]] | None:
                 return None
             name, text = match.group(1).lower(), match.group(2)
             if text.startswith('"'):
-                text = re.sub(r"\\(.)", r"\1", text[1:-1])  # linear: one fixed pair per match
+                text = text[1:-1]
+                if "\\" in text:
+                    # A quoted-pair is valid, but no address, host or scheme
+                    # needs one: refused, rather than unescaped at a cost.
+                    return None
             if name in element:
                 return None  # RFC 7239 §4: each parameter at most once per element
             element[name] = text
@@ -155,7 +170,7 @@ def parse_forwarded(values: list[str]) -> list[dict[str, str]] | None:
                     return None
         if element:
             elements.append(element)
-    return elements
+    return elements if len(elements) <= MAX_HOPS else None
 
 
 def _obfuscated(host: str) -> bool:
@@ -249,11 +264,19 @@ def forwarded(request: Request, trust: Trusted) -> None:
         scheme = _scheme(element.get("proto"))
         host = _host(element.get("host"))
     else:
-        hops = [hop.strip() for value in headers.get_all("x-forwarded-for") for hop in value.split(",")]
-        hops = [hop for hop in hops if hop]
-        if hops:
+        # Only the last MAX_HOPS + 1 pieces are split off: bounded work
+        # whatever the client put in front.
+        pieces = ",".join(headers.get_all("x-forwarded-for")).rsplit(",", MAX_HOPS)
+        hops = [hop for hop in (piece.strip() for piece in pieces) if hop]
+        if hops and len(pieces) <= MAX_HOPS:
             picked = _pick(hops, trust)
             if picked is not None:
+                request.client = picked[1]
+        elif hops:
+            # Too long to walk whole: believed only if an untrusted hop comes
+            # first from the right (never the leftmost of a cut list).
+            picked = _pick(hops, trust)
+            if picked is not None and picked[0] > 0:
                 request.client = picked[1]
         protos = headers.get_all("x-forwarded-proto")
         scheme = _scheme(protos[-1].rpartition(",")[2]) if protos else None

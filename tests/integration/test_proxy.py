@@ -306,3 +306,51 @@ def test_haproxy_in_front_with_send_proxy_v2(tmp_path: Path) -> None:
         haproxy.terminate()
         haproxy.wait(10)
         _end(proc)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (Debian's nginx package)")
+def test_nginx_in_front_names_the_client_and_drops_the_forged_hop(tmp_path: Path) -> None:
+    """nginx appends the address it saw to the X-Forwarded-For the client sent;
+    reactor trusts nginx (127.0.0.1) but not 127.0.0.3, so the forged first hop is never reached."""
+    log = tmp_path / "reactor.log"
+    proc, address = _start(log=log)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        front = probe.getsockname()[1]
+    temp = "".join(
+        f"  {kind}_temp_path {tmp_path}/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\nmaster_process off;\nerror_log {tmp_path}/error.log;\npid {tmp_path}/nginx.pid;\n"
+        "events {}\nhttp {\n  access_log off;\n"
+        + temp
+        + f"  upstream reactor {{ server {address[0]}:{address[1]}; }}\n"
+        f"  server {{\n    listen 127.0.0.1:{front};\n    location / {{\n      proxy_pass http://reactor;\n"
+        "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "      proxy_set_header X-Forwarded-Proto $scheme;\n    }\n  }\n}\n"
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.socket() as sock:
+                    sock.settimeout(5)
+                    sock.bind(("127.0.0.3", 0))
+                    sock.connect(("127.0.0.1", front))
+                    sock.sendall(b"GET /?via=nginx HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n")
+                    assert recv_response(sock).status == 200
+                    break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        _wait_for(lambda: "via=nginx" in log.read_text())
+        [line] = [line for line in log.read_text().splitlines() if "via=nginx" in line]
+        assert line.startswith("127.0.0.3 ") and "1.2.3.4" not in line
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        _end(proc)
