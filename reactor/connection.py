@@ -581,6 +581,8 @@ class Connection:
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a protocol error once, then read nothing more and close."""
         request = self.request
+        if request is None:
+            self._shown = str(self.client[0])  # no head: no proxy has named a client
         error_log.info(
             "%d from %s: %s",
             exc.status,

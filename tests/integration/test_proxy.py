@@ -144,6 +144,36 @@ def test_proxy_v1_then_a_request(serve: Callable[..., Running], caplog: pytest.L
     assert _access_lines(caplog)[-1].startswith("192.0.2.10 ")
 
 
+def test_the_proxy_header_names_the_client_of_every_request_on_its_connection(
+    serve: Callable[..., Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    running = serve(_app(), proxy_protocol=True)
+    with socket.create_connection(running.address, timeout=5) as sock:
+        sock.sendall(b"PROXY TCP6 2001:db8::5 ::1 6000 8000\r\n" + GET + b"\r\n")
+        assert json.loads(recv_response(sock).body)["client"] == ["2001:db8::5", 6000]
+        sock.sendall(GET + b"\r\n")
+        assert json.loads(recv_response(sock).body)["client"] == ["2001:db8::5", 6000]
+        sock.sendall(b"BAD\r\n\r\n")
+        assert recv_response(sock).status == 400
+    assert any(r.getMessage().startswith("400 from 2001:db8::5") for r in caplog.records)
+
+
+def test_a_bad_request_after_a_forwarded_one_logs_the_peer(
+    serve: Callable[..., Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    running = serve(_app())
+    with socket.create_connection(running.address, timeout=5) as sock:
+        sock.sendall(GET + b"X-Forwarded-For: 198.51.100.9\r\n\r\n")
+        assert json.loads(recv_response(sock).body)["client"] == ["198.51.100.9", 0]
+        sock.sendall(b"BAD\r\n\r\n")
+        assert recv_response(sock).status == 400
+    _wait_for(lambda: any(r.getMessage().startswith("400 from ") for r in caplog.records))
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("400 from ")]
+    assert line.startswith("400 from 127.0.0.1:")
+
+
 def test_proxy_header_and_request_byte_by_byte(serve: Callable[..., Running]) -> None:
     running = serve(_app(), proxy_protocol=True)
     with socket.socket() as sock:
