@@ -240,6 +240,19 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="serve an inherited listening socket, by descriptor number (repeatable)",
     )
+    proxy = parser.add_argument_group("behind a proxy (docs/deployment.md)")
+    proxy.add_argument(
+        "--forwarded-allow-ips",
+        metavar="LIST",
+        default=defaults.forwarded_allow_ips,
+        help="addresses and CIDR networks (comma-separated; * for all) whose X-Forwarded-*, "
+        "Forwarded and PROXY headers are believed (default %(default)s)",
+    )
+    proxy.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="read HAProxy's PROXY protocol v1/v2 header first on each connection (trusted peers only)",
+    )
     limits = parser.add_argument_group("limits and timeouts")
     for flag, field, kind, text in _CONFIG_FLAGS:
         default = getattr(defaults, field)
@@ -275,6 +288,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             uds=args.uds,
             uds_mode=args.uds_mode,
             fds=tuple(args.fd),
+            forwarded_allow_ips=args.forwarded_allow_ips,
+            proxy_protocol=args.proxy_protocol,
             gzip=not args.no_gzip,
             gzip_level=args.gzip_level,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .log import compile_format
+from .proxy import trusted
 
 __all__ = ["Config"]
 
@@ -120,6 +121,16 @@ class Config:
     #: Inherited listening sockets, by descriptor number, instead of host:port.
     fds: tuple[int, ...] = ()
 
+    # -- behind a proxy (reactor/proxy.py, docs/deployment.md) ---------------
+    #: Peers whose X-Forwarded-*/Forwarded headers (and PROXY headers) are
+    #: believed: addresses and CIDR networks, comma-separated; ``*`` trusts
+    #: every peer, ``unix`` Unix-socket peers. The default trusts a proxy on
+    #: the same machine only, as uvicorn's and gunicorn's do.
+    forwarded_allow_ips: str = "127.0.0.1"
+    #: Read HAProxy's PROXY protocol (v1 or v2) header before the first
+    #: request of each connection; a peer outside forwarded_allow_ips is closed.
+    proxy_protocol: bool = False
+
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -138,6 +149,7 @@ class Config:
             raise ValueError("max_requests needs workers: a master replaces a worker that stops")
         if self.max_requests_jitter and not self.max_requests:
             raise ValueError("max_requests_jitter needs max_requests")
+        trusted(self.forwarded_allow_ips)  # ValueError for an entry that is no address
         if not 0 <= self.uds_mode <= 0o777:
             raise ValueError(f"uds_mode must be permission bits, 0 to 0o777, not {oct(self.uds_mode)}")
         if not (isinstance(self.gzip_level, int) and 1 <= self.gzip_level <= 9):

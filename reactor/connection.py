@@ -68,6 +68,7 @@ from .http.response import (
     informational,
 )
 from .log import access, access_log, error_log, escape
+from .proxy import ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
 
 if TYPE_CHECKING:
     from .config import Config
@@ -208,6 +209,8 @@ class Connection:
         "_started",
         "_body",
         "_moves",
+        "_trust",
+        "_shown",
         "__weakref__",
     )
 
@@ -238,6 +241,17 @@ class Connection:
         # The owner's counts of moves made, kept by _move (see count_by_state).
         self._moves = owner.metrics.moves
         self._moves[_OPENED] += 1
+        self._trust: Trusted | None = None
+        self._shown = ""  # the client as logged
+        self.proxied(client)
+
+    def proxied(self, client: tuple[str, int]) -> None:
+        """Take ``client`` as the peer (at accept, or from a PROXY header):
+        it decides whether forwarding headers are believed, once."""
+        self.client = client
+        self._shown = str(client[0])
+        trust = trusted(self.config.forwarded_allow_ips)
+        self._trust = trust if client[0] in trust else None
 
     def __repr__(self) -> str:
         transport = getattr(self, "transport", None)
@@ -438,6 +452,9 @@ class Connection:
             # A request head.
             request = event
             request.client = self.client
+            if self._trust is not None:
+                forwarded(request, self._trust)  # a trusted proxy names the client
+                self._shown = request.client[0]
             self.request = request
             if request.has_body:
                 self._move("head")
@@ -585,6 +602,8 @@ class Connection:
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a protocol error once, then read nothing more and close."""
         request = self.request
+        if request is None:
+            self._shown = str(self.client[0])  # no head: no proxy has named a client
         error_log.info(
             "%d from %s: %s",
             exc.status,
@@ -611,7 +630,7 @@ class Connection:
             access(self._client(), request, status, size, duration_s)
 
     def _client(self) -> str:
-        return str(self.client[0])
+        return self._shown
 
     # -- the body sink (see reactor.http.bodies.BodySink) --------------------
 
@@ -729,6 +748,59 @@ class Connection:
         elif state is PUSHING:
             assert self._body is not None
             self._body.producer.body.close()
+
+
+class ProxyProtocolReader:
+    """The first protocol of a ``--proxy-protocol`` connection: it reads the
+    PROXY header, then hands the transport to the HTTP connection.
+
+    The connection is made at once, so its header deadline (from accept)
+    covers the PROXY header too. Bytes after the header are the first of the
+    HTTP stream and go to the connection unchanged. Only a peer the server
+    trusts gets here (see ``Server._accept``).
+    """
+
+    __slots__ = ("connection", "transport", "_reader")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._reader = ProxyHeaderReader(connection.config.max_head_bytes)
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        self.connection.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        connection = self.connection
+        try:
+            header = self._reader.feed(data)
+        except ProxyProtocolError as exc:
+            error_log.info("bad PROXY header from %s: %s", connection._client(), escape(str(exc)))
+            self.transport.abort()
+            return
+        if header is None:
+            return
+        if header.source is not None:
+            connection.proxied(header.source)
+        self.transport.set_protocol(connection)  # from now on, HTTP
+        if header.rest:
+            connection.data_received(header.rest)
+
+    def eof_received(self) -> None:
+        error_log.debug("%s closed before its PROXY header ended", self.connection._client())
+        self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """Nothing is written before the header is read."""
+
+    def resume_writing(self) -> None:
+        """Nothing is written before the header is read."""
+
+    def resume_producing(self) -> None:
+        """Nothing is produced before the header is read."""
 
 
 class _Streaming:

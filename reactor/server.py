@@ -41,10 +41,11 @@ from sys import intern
 
 from . import trace
 from .config import Config
-from .connection import Application, Connection, State, count_by_state
+from .connection import Application, Connection, ProxyProtocolReader, State, count_by_state
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
+from .proxy import trusted
 from .transport import Lingering, Transport
 
 __all__ = [
@@ -164,9 +165,17 @@ class Server:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = Connection(_client_address(address), loop, config, app, self)
+            client = _client_address(address)
+            # Only a trusted proxy may say who the client is: with
+            # --proxy-protocol anyone else is closed before a byte is read.
+            if config.proxy_protocol and client[0] not in trusted(config.forwarded_allow_ips):
+                error_log.warning("PROXY header refused: %s is not in forwarded_allow_ips", client[0])
+                sock.close()
+                continue
+            connection = Connection(client, loop, config, app, self)
             connections[connection] = None
-            Transport(sock, loop, config, self, connection).start()
+            protocol = ProxyProtocolReader(connection) if config.proxy_protocol else connection
+            Transport(sock, loop, config, self, protocol).start()
 
     def _pause_accepting(self, exc: OSError) -> None:
         pause_s = self.config.accept_pause_s

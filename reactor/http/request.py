@@ -111,7 +111,10 @@ class Request:
         expect_continue: whether the client sent ``Expect: 100-continue``.
         content_length: the declared length, or None (chunked or no body).
         chunked: whether the body is sent with chunked transfer coding.
-        client: the peer's ``(host, port)``, set by the connection.
+        client: the peer's ``(host, port)``, set by the connection; behind a
+            trusted proxy, the client the proxy names (see docs/deployment.md).
+        scheme: ``"http"``, or ``"https"`` when a trusted proxy says the
+            client used it.
         params: path parameters, set by the router (``/items/{id}``).
         route: the route pattern that matched, set by the router.
     """
@@ -132,6 +135,7 @@ class Request:
         "content_length",
         "chunked",
         "client",
+        "scheme",
         "params",
         "route",
         "_query",
@@ -169,6 +173,7 @@ class Request:
         self.content_length = content_length
         self.chunked = chunked
         self.client: tuple[str, int] | None = None
+        self.scheme = "http"
         self.params: Mapping[str, str] = _NO_PARAMS
         self.route: str | None = None
         self._query: MultiDict[str] | None = None
