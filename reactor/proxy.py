@@ -240,6 +240,9 @@ def _host(value: str | None) -> str | None:
     return value if _HOST.fullmatch(value) is not None else None
 
 
+_FORWARDING_FIELDS = frozenset(("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"))
+
+
 def forwarded(request: Request, trust: Trusted) -> None:
     """Apply what a trusted proxy says about ``request``: its ``client``,
     ``scheme`` and ``host``. Call it only when the peer is trusted.
@@ -250,6 +253,8 @@ def forwarded(request: Request, trust: Trusted) -> None:
     nearest proxy's). Whatever is malformed is ignored.
     """
     headers = request.headers
+    if not headers.has_any(_FORWARDING_FIELDS):
+        return  # most requests, even through a proxy we trust for them
     values = headers.get_all("forwarded")
     if values:
         elements = parse_forwarded(values)

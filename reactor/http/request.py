@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote
@@ -33,6 +34,9 @@ def _refuse_constant(name: str) -> Any:
 
 # One decoder for every request (it keeps no state between calls).
 _JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+_NAME = itemgetter(0)  # a field's name
 
 
 class Headers:
@@ -77,6 +81,11 @@ class Headers:
 
     def __len__(self) -> int:
         return len(self._fields)
+
+    def has_any(self, names: frozenset[str]) -> bool:
+        """Whether any of ``names`` (lower-case) is present. One pass in C:
+        cheap enough to ask on every request before a costlier look."""
+        return not names.isdisjoint(map(_NAME, self._fields))
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair, names lower-cased, in arrival order."""
