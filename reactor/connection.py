@@ -34,12 +34,16 @@ Whether a response is the last one is decided once, when it is framed
 ``CLOSING``, which asks the transport to close once the output is sent.
 
 Each state has its timer, set by :meth:`Connection._sync_timer` at the end of
-every callback: ``IDLE`` arms the keep-alive timeout, ``READING_HEADERS`` the
-header deadline (counted from the first byte, never refreshed),
-``READING_BODY`` the gap between body reads; neither of the last two past the
-request deadline (``request_timeout_s`` from the request's first byte). One
-:class:`~reactor.loop.Timer` per connection is reset, never re-created, and
-released when the connection closes. The write timeout is the transport's.
+every callback: ``READING_HEADERS`` arms the header deadline (counted from
+the first byte, never refreshed), ``READING_BODY`` the gap between body reads;
+neither past the request deadline (``request_timeout_s`` from the request's
+first byte). That :class:`~reactor.loop.Timer` is the connection's own, made
+when first needed and released when the connection goes idle or closes.
+``IDLE`` has no timer of its own: the keep-alive timeout is the same for every
+connection, so idle connections wait in one :class:`KeepAlive` queue, oldest
+first, under one shared timer (an idle connection then costs a dict entry,
+not a timer, its heap entry and its deadline). The write timeout is the
+transport's.
 
 Pipelined requests that are already buffered are answered in order in the
 same callback, their responses coalesced into one ``send`` by the transport.
@@ -76,7 +80,15 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .transport import Transport
 
-__all__ = ["MOVE_COUNTERS", "TRANSITIONS", "Application", "Connection", "State", "count_by_state"]
+__all__ = [
+    "MOVE_COUNTERS",
+    "TRANSITIONS",
+    "Application",
+    "Connection",
+    "KeepAlive",
+    "State",
+    "count_by_state",
+]
 
 
 class State(enum.Enum):
@@ -180,6 +192,70 @@ class Application(Protocol):
         ...
 
 
+class KeepAlive:
+    """The connections waiting in ``IDLE`` for their next request, oldest first.
+
+    Every connection waits ``keepalive_timeout_s`` (one figure, from the
+    server's config), so the order they went idle in is the order their
+    deadlines come in: one timer, for the oldest, serves them all. A
+    connection that leaves ``IDLE`` (or closes) leaves the queue; one that
+    comes back goes to its end. The dict holds each connection only while it
+    is idle, and a closed connection is never in it.
+    """
+
+    __slots__ = ("waiting", "armed", "_timer")
+
+    def __init__(self) -> None:
+        #: The idle connections, oldest first. A connection going idle moves
+        #: itself to the end (``Connection._sync_timer``, on the hot path:
+        #: a pop and a store, no call), then calls :meth:`arm` if not ``armed``.
+        self.waiting: dict[Connection, None] = {}
+        #: Whether the timer is armed for the oldest one's deadline (or earlier).
+        self.armed = False
+        self._timer: Timer | None = None  # made with the first idle connection, on its loop
+
+    def __len__(self) -> int:
+        return len(self.waiting)
+
+    def arm(self, connection: Connection) -> None:
+        """Arm the timer for ``connection``, which went idle with no timer armed."""
+        timer = self._timer
+        if timer is None:
+            timer = self._timer = connection.loop.timer(self._expire)
+        timer.reset(connection.entered + connection.config.keepalive_timeout_s)
+        self.armed = True
+
+    def discard(self, connection: Connection) -> None:
+        """``connection`` is no longer idle (the timer, if it was the oldest,
+        finds the next one when it fires)."""
+        self.waiting.pop(connection, None)
+
+    def release(self) -> None:
+        """Let go of the shared timer, which calls back into the queue (see
+        :meth:`~reactor.loop.Timer.release`); the next arm() makes a new one."""
+        self.armed = False
+        if self._timer is not None:
+            self._timer.release()
+            self._timer = None
+
+    def _expire(self) -> None:
+        """Time the oldest out, up to the first whose deadline is still to come."""
+        assert self._timer is not None
+        waiting = self.waiting
+        due = []
+        for connection in waiting:
+            deadline = connection.entered + connection.config.keepalive_timeout_s
+            if deadline > connection.loop.now:
+                self._timer.reset(deadline)
+                break
+            due.append(connection)
+        else:
+            self.armed = False  # nobody left waiting: armed again by the next to go idle
+        for connection in due:
+            del waiting[connection]
+            connection()  # its state is IDLE: the keep-alive timeout
+
+
 class ConnectionOwner(Protocol):
     """What a connection needs from the server that accepted it."""
 
@@ -187,6 +263,8 @@ class ConnectionOwner(Protocol):
     def accepting(self) -> bool: ...
     @property
     def metrics(self) -> Metrics: ...
+    @property
+    def keepalive(self) -> KeepAlive: ...
     def connection_closed(self, connection: Connection) -> None: ...
 
 
@@ -209,6 +287,7 @@ class Connection:
         "_started",
         "_body",
         "_moves",
+        "_idle",
         "_trust",
         "_shown",
         "__weakref__",
@@ -225,8 +304,9 @@ class Connection:
         self.owner = owner
         self.parser = RequestParser(config)
         self.request: Request | None = None
-        # Its one state timer calls the connection itself (see __call__).
-        self._timer: Timer = loop.timer(self)
+        # Its state timer, made when a state needs one (see _sync_timer); it
+        # calls the connection itself (see __call__).
+        self._timer: Timer | None = None
         self._timer_armed_for: State | None = None
         # When the current request began: its first byte (or accept, until
         # one arrives). The request deadline and the logged duration run from it.
@@ -241,6 +321,7 @@ class Connection:
         # The owner's counts of moves made, kept by _move (see count_by_state).
         self._moves = owner.metrics.moves
         self._moves[_OPENED] += 1
+        self._idle = owner.keepalive  # where it waits while IDLE
         self._trust: Trusted | None = None
         self._shown = ""  # the client as logged
         self.proxied(client)
@@ -276,28 +357,43 @@ class Connection:
         if self._timer_armed_for is state or state is CLOSED:
             return
         self._timer_armed_for = state
+        timer = self._timer
+        if state is IDLE:
+            # The shared keep-alive queue times it out; an idle connection
+            # keeps no timer (its stale heap entry holds only the released timer).
+            if timer is not None:
+                timer.release()
+                self._timer = None
+            idle = self._idle
+            waiting = idle.waiting
+            waiting.pop(self, None)  # to the end: its deadline is now the latest
+            waiting[self] = None
+            if not idle.armed:
+                idle.arm(self)
+            return
+        self._idle.discard(self)
         config = self.config
         now = self.loop.now
-        if state is IDLE:
-            self._timer.reset(now + config.keepalive_timeout_s)
-        elif state is READING_HEADERS:
-            deadline = self._started + config.request_timeout_s
-            self._timer.reset(min(now + config.header_timeout_s, deadline))
-        elif state is READING_BODY:
-            # The body's gap timer, but never past the request's deadline.
-            deadline = self._started + config.request_timeout_s
-            self._timer.reset(min(now + config.body_timeout_s, deadline))
-        else:
-            self._timer.cancel()
+        if state is READING_HEADERS or state is READING_BODY:
+            if timer is None:
+                timer = self._timer = self.loop.timer(self)
+            # Never past the request's deadline; in READING_BODY, the gap between reads.
+            gap = config.header_timeout_s if state is READING_HEADERS else config.body_timeout_s
+            timer.reset(min(now + gap, self._started + config.request_timeout_s))
+        elif timer is not None:
+            timer.cancel()
 
     def armed_timer(self) -> tuple[str, float] | None:
         """Which of its timers is armed, and when it fires (the loop's clock), or None.
 
         For the live view: read when asked, nothing kept for it.
         """
+        armed_for = self._timer_armed_for
+        if armed_for is IDLE:
+            return _TIMER_NAMES[IDLE], self.entered + self.config.keepalive_timeout_s
         timer = self._timer
-        if not timer.cancelled and self._timer_armed_for is not None:
-            return _TIMER_NAMES.get(self._timer_armed_for, "state"), timer.when
+        if timer is not None and not timer.cancelled and armed_for is not None:
+            return _TIMER_NAMES.get(armed_for, "state"), timer.when
         transport = getattr(self, "transport", None)
         write = transport.write_timer if transport is not None else None
         if write is not None and not write.cancelled:
@@ -388,7 +484,10 @@ class Connection:
         self._move("close")
         # The timer calls back into the connection: released, it no longer
         # holds it, so reference counting alone frees a closed connection.
-        self._timer.release()
+        if self._timer is not None:
+            self._timer.release()
+            self._timer = None
+        self._idle.discard(self)
         if self._body is not None:
             # A streamed response cut short (the client left, a timeout, an
             # error) is still a response: log it with the bytes that went out.

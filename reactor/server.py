@@ -41,7 +41,7 @@ from sys import intern
 
 from . import trace
 from .config import Config
-from .connection import Application, Connection, ProxyProtocolReader, State, count_by_state
+from .connection import Application, Connection, KeepAlive, ProxyProtocolReader, State, count_by_state
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
@@ -85,6 +85,9 @@ class Server:
         #: Every open connection, in the order they were accepted (a dict
         #: keeps it: the oldest come first, as the live view lists them).
         self.connections: dict[Connection, None] = {}
+        #: The idle ones among them, waiting for their next request under one
+        #: shared keep-alive timer (see :class:`~reactor.connection.KeepAlive`).
+        self.keepalive = KeepAlive()
         #: Counters for /_reactor/metrics and the live view.
         self.metrics = Metrics()
         self._lag_probe: Timer | None = None
@@ -333,6 +336,7 @@ class Server:
         if self._lag_probe is not None:
             self._lag_probe.release()
             self._lag_probe = None
+        self.keepalive.release()
 
     def close_all(self) -> None:
         """Close every connection and listener now and stop the loop."""

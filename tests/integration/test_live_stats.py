@@ -79,9 +79,12 @@ def test_table_of_200_idle_connections_shows_the_oldest_50_and_counts_the_rest(s
         assert len({row["fd"] for row in table["rows"]}) == 50
 
         heap = stats["timer_heap"]
-        assert heap["armed"] == stats["timers"] and heap["size"] >= heap["armed"] >= 201
+        # The 200 idle connections share one keep-alive timer: armed are it, the
+        # lag probe, the reading connection's header timer, and few others.
+        assert heap["armed"] == stats["timers"] and heap["size"] >= heap["armed"] >= 3
+        assert heap["armed"] < 20
         deadlines = [timer["in_ms"] for timer in heap["next"]]
-        assert len(deadlines) == 8 and deadlines == sorted(deadlines)
+        assert len(deadlines) == min(8, heap["armed"]) and deadlines == sorted(deadlines)
         # The lag probe is due well before any keep-alive or header deadline.
         assert heap["next"][0]["what"] == "lag probe", heap["next"]
         assert stats["thread_pool"] is None

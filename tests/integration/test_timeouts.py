@@ -148,17 +148,40 @@ def test_write_timeout_closes_a_client_that_stops_reading(serve: Serve) -> None:
     sock.close()
 
 
-def test_timers_belong_to_connections_not_a_sweep(serve: Serve) -> None:
+def test_idle_connections_share_one_keepalive_timer(serve: Serve) -> None:
     server = serve(keepalive_timeout_s=60)
     baseline = server.call(server.server.loop.pending_timers)  # the server's lag probe
     socks = [connect(server.address) for _ in range(50)]
     for sock in socks:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         recv_response(sock)
-    # One armed timer per idle connection, and no more.
-    assert server.call(server.server.loop.pending_timers) == baseline + 50
+    # Fifty idle connections, one armed timer (for the oldest) among them.
+    assert server.call(server.server.loop.pending_timers) == baseline + 1
+    assert server.call(lambda: len(server.server.keepalive)) == 50
     for sock in socks:
         sock.close()
+
+
+def test_the_shared_keepalive_timer_closes_each_idle_connection_at_its_own_deadline(serve: Serve) -> None:
+    server = serve(keepalive_timeout_s=1.0)
+    first = connect(server.address)
+    first.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert recv_response(first).status == 200
+    time.sleep(0.6)
+    second = connect(server.address)
+    second.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert recv_response(second).status == 200
+    start = time.monotonic()
+    assert read_until_close(first) == b""  # its deadline: about 0.4 s from now
+    # The second went idle 0.6 s later: still open, and still served.
+    second.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert recv_response(second).status == 200
+    assert read_until_close(second) == b""  # a new full second from that request
+    assert time.monotonic() - start >= 0.9
+    assert server.call(lambda: len(server.server.connections)) == 0
+    assert server.call(lambda: len(server.server.keepalive)) == 0
+    first.close()
+    second.close()
 
 
 @pytest.mark.parametrize("shutdown", [socket.SHUT_WR, socket.SHUT_RDWR])

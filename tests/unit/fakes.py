@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.config import Config
-from reactor.connection import Application, Connection
+from reactor.connection import Application, Connection, KeepAlive
 from reactor.loop import Timer
 from reactor.metrics import Metrics
 
@@ -122,6 +122,7 @@ class Owner:
     def __init__(self) -> None:
         self.closed: list[Connection] = []
         self.metrics = Metrics()
+        self.keepalive = KeepAlive()
 
     def connection_closed(self, connection: Connection) -> None:
         self.closed.append(connection)

@@ -134,5 +134,7 @@ def test_each_state_arms_its_own_timer(connection: Connection) -> None:
     assert connection._timer.cancelled
     connection._move("keep-alive")
     connection._sync_timer()
-    assert connection._timer.when == pytest.approx(now + config.keepalive_timeout_s)
-    assert not connection._timer.cancelled
+    # Idle, it keeps no timer: it waits in the owner's shared keep-alive queue.
+    assert connection._timer is None
+    assert connection.armed_timer() == ("keep-alive", pytest.approx(now + config.keepalive_timeout_s))
+    assert len(connection.owner.keepalive) == 1  # type: ignore[attr-defined]
