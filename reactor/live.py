@@ -63,6 +63,7 @@ TIMERS_SHOWN = 8
 _TIMER_KINDS = {
     "Transport._write_timed_out": "write timeout",
     "Server._probe_lag": "lag probe",
+    "KeepAlive._expire": "keep-alive timeout, oldest idle connection",  # one for all idle ones
     "Broadcast._tick": "ticker",
     "Lingering.end": "lingering close",
     "EventStream._beat": "event stream heartbeat",
