@@ -40,14 +40,13 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from http import HTTPStatus
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .compress import Gzip
 from .http.errors import HTTPError
 from .http.request import Request
-from .http.response import Response
+from .http.response import Response, status_text
 from .log import error_log, escape
 from .static import StaticFiles
 from .streams import EventStream, PushStream
@@ -75,8 +74,6 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 # they are 405, never 501; OPTIONS is answered by the app itself (the Allow
 # list) on every path.
 _ALWAYS_KNOWN = frozenset(("GET", "HEAD", "OPTIONS"))
-
-_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 
 class _Route:
@@ -301,8 +298,7 @@ def _error_response(request: Request, error: HTTPError) -> Response:
     the status anyway).
     """
     status = error.status
-    phrase = _PHRASES.get(status, "Error")
-    text = f"{status} {phrase}: {error.detail}\n" if error.detail else f"{status} {phrase}\n"
+    text = status_text(status, error.detail)
     # A bad header here (a CR in a WWW-Authenticate built from input, say)
     # raises LocalProtocolError: the connection answers 500 and logs it, with
     # this HTTPError as its context, so the traceback shows the raise.

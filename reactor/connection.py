@@ -52,7 +52,6 @@ same callback, their responses coalesced into one ``send`` by the transport.
 from __future__ import annotations
 
 import enum
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .http.bodies import Producer, producer_for
@@ -70,6 +69,7 @@ from .http.response import (
     encode_head,
     frame,
     informational,
+    status_text,
 )
 from .log import access, access_log, error_log, escape
 from .proxy import ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
@@ -945,8 +945,4 @@ def _describe(exc: BaseException) -> str:
 
 
 def _plain(status: int) -> Response:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    return Response.text(f"{status} {phrase}\n", status)
+    return Response.text(status_text(status), status)

@@ -53,6 +53,7 @@ __all__ = [
     "frame",
     "http_date",
     "informational",
+    "status_text",
 ]
 
 SERVER = "reactor"
@@ -66,6 +67,16 @@ def _status_lines() -> dict[int, bytes]:
 
 
 _STATUS_LINES = _status_lines()
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+
+
+def status_text(status: int, detail: str = "") -> str:
+    """The one-line text body of a server-made answer: ``404 Not Found``, or
+    ``404 Not Found: no such item`` with a ``detail``."""
+    phrase = _PHRASES.get(status, "Error")
+    return f"{status} {phrase}: {detail}\n" if detail else f"{status} {phrase}\n"
+
+
 # Names and short values already checked: most repeat (``Content-Type:
 # text/plain; charset=utf-8``), and a set look-up (the hash of a str is kept in
 # the str) costs less than scanning it again. Bounded: at most 1024 of each, and
