@@ -241,3 +241,18 @@ class ReactorProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def complete_chunks(body: bytes) -> bytes:
+    """The payload of the complete chunks at the start of a chunked ``body``."""
+    payload, position = b"", 0
+    while True:
+        line_end = body.find(b"\r\n", position)
+        if line_end < 0:
+            return payload
+        size = int(body[position:line_end], 16)
+        start = line_end + 2
+        if size == 0 or len(body) < start + size + 2:
+            return payload
+        payload += body[start : start + size]
+        position = start + size + 2

@@ -26,6 +26,7 @@ from loadtests.serverproc import start_reactor, stop
 from reactor.broker import Broker
 from reactor.loop import Loop
 from reactor.streams import Broadcast
+from tests.conftest import complete_chunks
 
 Address = tuple[str, int]
 
@@ -105,7 +106,7 @@ class Subscriber:
         self.raw += chunk
 
     def messages(self) -> list[str]:
-        body = _dechunk(self.raw.partition(b"\r\n\r\n")[2]).decode()
+        body = complete_chunks(self.raw.partition(b"\r\n\r\n")[2]).decode()
         texts = []
         for block in body.split("\n\n")[:-1]:
             lines = block.split("\n")
@@ -124,20 +125,6 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _dechunk(body: bytes) -> bytes:
-    payload, position = b"", 0
-    while True:
-        line_end = body.find(b"\r\n", position)
-        if line_end < 0:
-            return payload
-        size = int(body[position:line_end], 16)
-        start = line_end + 2
-        if size == 0 or len(body) < start + size + 2:
-            return payload
-        payload += body[start : start + size]
-        position = start + size + 2
 
 
 def http(address: tuple[str, int], method: str, path: str, body: bytes = b"") -> tuple[int, Any, float]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import requests
 
 from reactor.demo import CHAT_HISTORY_BYTES, CHAT_HISTORY_MESSAGES, Demo, make_demo
-from tests.conftest import Running
+from tests.conftest import Running, complete_chunks
 
 
 def _post(base: str, text: str) -> int:
@@ -17,21 +17,6 @@ def _post(base: str, text: str) -> int:
     assert reply.status_code == 200
     message_id: int = reply.json()["id"]
     return message_id
-
-
-def _dechunk(body: bytes) -> bytes:
-    """The payload of the complete chunks at the start of a chunked ``body``."""
-    payload, position = b"", 0
-    while True:
-        line_end = body.find(b"\r\n", position)
-        if line_end < 0:
-            return payload
-        size = int(body[position:line_end], 16)
-        start = line_end + 2
-        if size == 0 or len(body) < start + size + 2:
-            return payload
-        payload += body[start : start + size]
-        position = start + size + 2
 
 
 def _resume(server: Running, demo: Demo, last_event_id: str | None) -> list[tuple[int, str]]:
@@ -50,7 +35,7 @@ def _resume(server: Running, demo: Demo, last_event_id: str | None) -> list[tupl
         live = _post(base, "live")
         end = f"id: {live}\ndata: live\n\n".encode()
         received = b""
-        while b"\r\n\r\n" not in received or end not in _dechunk(received.partition(b"\r\n\r\n")[2]):
+        while b"\r\n\r\n" not in received or end not in complete_chunks(received.partition(b"\r\n\r\n")[2]):
             chunk = sock.recv(1 << 16)
             assert chunk, "the server closed the event stream"
             received += chunk
@@ -58,7 +43,7 @@ def _resume(server: Running, demo: Demo, last_event_id: str | None) -> list[tupl
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"transfer-encoding: chunked" in head.lower()
     events = []
-    for block in _dechunk(body).decode().split("\n\n"):
+    for block in complete_chunks(body).decode().split("\n\n"):
         lines = [line for line in block.split("\n") if line.startswith(("id: ", "data: "))]
         if lines and lines[0].startswith("id: "):
             events.append((int(lines[0][4:]), "\n".join(line[6:] for line in lines[1:])))
