@@ -32,7 +32,9 @@ from typing import Any
 import pytest
 
 from reactor import App, Request, StaticFiles
+from reactor.compress import accepts_gzip
 from reactor.config import Config
+from reactor.http.cookies import parse_cookie_header
 from reactor.http.errors import HTTPError, ProtocolError
 from reactor.http.fields import parse_urlencoded
 from reactor.http.parser import Event, RequestParser
@@ -475,7 +477,50 @@ ROUTE_CASES = [
     Case("route-path-suffix-nomatch", 1250, **route(lambda n: b"/tree/" + b"a/edit" * n + b"x", 404), reps=8),
 ]
 
-CASES = PARSER_CASES + QUERY_CASES + STATIC_CASES + ROUTE_CASES
+# -- header values parsed after the head: Cookie and Accept-Encoding -------------
+# Called directly on the value (a head's line limit would cap n well below
+# what shows the growth): the functions the request and the gzip hook call.
+
+
+def cookie_count(value: str) -> int:
+    return len(parse_cookie_header(value))
+
+
+def gzip_accepted(value: str) -> bool:
+    return accepts_gzip([value])
+
+
+HEADER_VALUE_CASES = [
+    Case(
+        "cookie-pairs",
+        1000,
+        lambda n, root: "".join(f"c{i}=v; " for i in range(n)),
+        cookie_count,
+        lambda n: n,
+    ),
+    Case("cookie-semicolons", 10000, lambda n, root: ";" * n, cookie_count, lambda n: 0, reps=4),
+    Case("cookie-equals", 10000, lambda n, root: "a" + "=" * n, cookie_count, lambda n: 1, reps=4),
+    Case(
+        "accept-encoding-elements",
+        1000,
+        lambda n, root: "br;q=0.5, " * n + "gzip",
+        gzip_accepted,
+        lambda n: True,
+        reps=4,
+    ),
+    Case("accept-encoding-commas", 10000, lambda n, root: "," * n, gzip_accepted, lambda n: False, reps=4),
+    Case(
+        # An element with a malformed parameter is skipped, so gzip is not accepted.
+        "accept-encoding-semicolons",
+        10000,
+        lambda n, root: "gzip" + ";" * n,
+        gzip_accepted,
+        lambda n: False,
+        reps=4,
+    ),
+]
+
+CASES = PARSER_CASES + QUERY_CASES + STATIC_CASES + ROUTE_CASES + HEADER_VALUE_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
