@@ -17,19 +17,20 @@ What it does:
    so each worker holds at most that many connections (``--max-connections``
    is set just under it: a worker at its limit leaves the shared accept queue
    to the others) and the client is split over as many processes as needed;
-2. starts ``python -m reactor --workers 2 --keepalive-timeout 600
-   --max-connections N`` (the limit is per worker) on a free loopback port,
-   and measures a fresh request's latency (median of ``--samples``, each on
-   a new connection);
+2. starts ``python -m reactor --workers W --keepalive-timeout 600
+   --max-connections M`` (the limit is per worker: N, or just under the
+   open-file limit) on a free loopback port, and measures a fresh request's
+   latency (median of ``--samples``, each on a new connection);
 3. opens N connections from client processes (one, if the limit allows),
    each with non-blocking ``connect`` and ``epoll``, at most ``--window``
    over all of them still waiting for their answer (so that the accept queue
    never overflows: an overflow drops the handshake's last ACK, the request
-   is retransmitted seconds later, and the header timeout, which runs from
-   the accept, answers 408 first), from source addresses spread
-   over 127.0.0.2 and up (``IP_BIND_ADDRESS_NO_PORT`` leaves the port to
-   ``connect``, which may then reuse one for another destination); each sends
-   one ``GET /api/time``, reads the answer and stays open and idle;
+   is taken only on a retransmission, and a connection that has sent nothing
+   when the header timeout, which runs from the accept, ends is closed),
+   from source addresses spread over 127.0.0.2 and up
+   (``IP_BIND_ADDRESS_NO_PORT`` leaves the port to ``connect``, which may
+   then reuse one for another destination); each sends one ``GET
+   /api/time``, reads the answer and stays open and idle;
 4. reads, before and after: every worker's RSS (``VmRSS``) and PSS
    (``/proc/PID/smaps_rollup``), the kernel's slab memory (``/proc/meminfo``)
    and TCP socket counts and buffer pages (``/proc/net/sockstat``), and
@@ -184,9 +185,8 @@ def open_idle(
                 continue
             data = sock.recv(4096)
             if not data:
-                raise ConnectionError(
-                    f"the server closed a connection before answering ({answered} answered)"
-                )
+                answer = pending[fd][:60]
+                raise ConnectionError(f"closed before its answer, after {answer!r} ({answered} answered)")
             pending[fd] += data
             if b"}" in pending[fd]:
                 poller.unregister(fd)
