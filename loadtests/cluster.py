@@ -24,10 +24,12 @@ Then, with the load running:
    worker's pid) counts the requests nginx sent it;
 2. **chat**: a subscriber of ``/events/chat`` on host B gets a message posted
    to host A, through Redis;
-3. **SIGKILL**: one of host A's workers is killed mid-run; locust's failures
-   are counted (each user has one request in flight at most, so at most
-   ``--users`` can fail), and the master's log says when the replacement was
-   ready; a probe says when it first answered;
+3. **SIGKILL**: one of host A's workers is killed mid-run, at a moment when
+   it has requests in flight (client sockets open in ``/proc/PID/fd``: nginx
+   opens one connection per request); locust's failures are counted (each
+   user has one request in flight at most, so at most ``--users`` can fail),
+   and the master's log says when the replacement was ready; a probe says
+   when it first answered;
 4. **SIGHUP**: host B's workers are replaced one at a time under a second
    locust run, which must have no failure at all.
 
@@ -466,12 +468,34 @@ def load_started(cluster: Cluster, before: int) -> bool:
     return sum(access_counts(cluster, "a").values()) + sum(access_counts(cluster, "b").values()) > before + 50
 
 
-def kill_a_worker(cluster: Cluster, procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
-    """SIGKILL one of host A's workers; when its replacement was ready (the log) and first answered."""
+def sockets(pid: int) -> int:
+    """How many sockets ``pid`` has open (its listener, its wakeup pair, Redis, and its clients)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:
+            pass  # closed meanwhile
+    return count
+
+
+def kill_a_worker(cluster: Cluster, procs: dict[str, subprocess.Popen[bytes]], idle: int) -> dict[str, Any]:
+    """SIGKILL one of host A's workers while it has requests in flight.
+
+    nginx opens a connection per request, so a client connection open in the
+    worker is a request in flight (or one accepted and not yet read): the
+    worker is killed the moment it has one or more, that is, more sockets
+    than ``idle``, its count with no load. Returns how many it had, when the
+    master had its replacement ready (from the log), and when that first
+    answered (a probe).
+    """
     master = procs["a"]
     before = children(master.pid)
     victim = min(before)
     probe = cluster.ns("locust")
+    deadline = time.monotonic() + 5
+    while (in_flight := sockets(victim) - idle) < 1 and time.monotonic() < deadline:
+        pass
     killed_at = time.time()
     os.kill(victim, signal.SIGKILL)
     first_answer: float | None = None
@@ -493,6 +517,7 @@ def kill_a_worker(cluster: Cluster, procs: dict[str, subprocess.Popen[bytes]]) -
     ready_at = log_time(ready[0]) if ready else None
     return {
         "victim": victim,
+        "in_flight": in_flight,
         "noticed_s": round(log_time(noticed) - killed_at, 3),
         "ready_s": round(ready_at - killed_at, 3) if ready_at else None,
         "first_answer_s": round(first_answer - killed_at, 3) if first_answer else None,
@@ -528,6 +553,8 @@ def scenario(cluster: Cluster, users: int, run_time_s: int) -> dict[str, Any]:
     cluster.build()
     procs = start_services(cluster)
     brokers_connected(cluster, procs)
+    # The sockets a worker holds with no load, to tell when it has requests in flight.
+    idle = min(sockets(pid) for pid in children(procs["a"].pid))
     result["chat"] = chat = chat_across(cluster)
     print(f"chat: posted to A, B's subscriber had it after {chat['latency_ms']} ms", flush=True)
 
@@ -535,7 +562,7 @@ def scenario(cluster: Cluster, users: int, run_time_s: int) -> dict[str, Any]:
     run1 = Locust(cluster, "kill", users, run_time_s)
     wait_for("load through nginx", lambda: load_started(cluster, 0), 60, step_s=0.1)
     time.sleep(run_time_s / 3)
-    result["kill"] = kill = kill_a_worker(cluster, procs)
+    result["kill"] = kill = kill_a_worker(cluster, procs, idle)
     result["kill"]["locust"] = stats1 = run1.wait()
     counts = {host: access_counts(cluster, host) for host in ("a", "b")}
     result["spread"] = {host: sum(c.values()) for host, c in counts.items()}
@@ -546,8 +573,8 @@ def scenario(cluster: Cluster, users: int, run_time_s: int) -> dict[str, Any]:
         flush=True,
     )
     print(
-        f"SIGKILL of worker {kill['victim']} on host a: {stats1['failures']} failed requests "
-        f"(at most {users} can be in flight) {stats1['failure_kinds']}; master noticed after "
+        f"SIGKILL of worker {kill['victim']} on host a with {kill['in_flight']} requests in flight: "
+        f"{stats1['failures']} failed {stats1['failure_kinds']}; master noticed after "
         f"{kill['noticed_s']} s, replacement ready after {kill['ready_s']} s, first answer after "
         f"{kill['first_answer_s']} s",
         flush=True,

@@ -77,12 +77,14 @@ def check(result: dict[str, Any]) -> None:
     assert chat["post_status"] == 200 and chat["post_reply"]["broker"] == "sent", chat
     assert chat["received"], chat
 
-    # SIGKILL: only requests in flight on that worker can fail (one per user
-    # at most), each a 502 from nginx; the master had a replacement ready
+    # SIGKILL, with requests in flight on that worker: only those fail (the
+    # slack of 2 is for a connection accepted between the count and the
+    # kill), each a 502 from nginx; the master had a replacement ready
     # within a second, and it answered.
     kill = result["kill"]
     stats = kill["locust"]
-    assert stats["failures"] <= USERS, stats
+    assert kill["in_flight"] >= 1, kill
+    assert stats["failures"] <= min(USERS, kill["in_flight"] + 2), (kill["in_flight"], stats)
     assert all("502" in kind for kind in stats["failure_kinds"]), stats["failure_kinds"]
     assert kill["ready_s"] is not None and kill["ready_s"] < 1.0, kill
     assert kill["first_answer_s"] is not None, kill
