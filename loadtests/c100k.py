@@ -303,8 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(args.deadline)
     server_flags = ["--workers", str(args.workers), "--no-access-log", "--keepalive-timeout", "600"]
     server_flags += ["--max-connections", str(per_process), "--backlog", "4096"]
-    log = args.server_log.open("w") if args.server_log else subprocess.DEVNULL
-    proc, address = start_reactor(*server_flags, stderr=log)
     result: dict[str, Any] = {
         "connections": n,
         "workers": args.workers,
@@ -318,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     clients: Clients | None = None
     workers: list[int] = []
+    log = args.server_log.open("w") if args.server_log else subprocess.DEVNULL
+    # Nothing between starting the server and the try that stops it.
+    proc, address = start_reactor(*server_flags, stderr=log)
     try:
         deadline = time.monotonic() + 30
         while len(workers := descendants(proc.pid)) < args.workers:
@@ -369,10 +370,14 @@ def main(argv: list[str] | None = None) -> int:
         stop(proc, timeout_s=30)
         for pid in workers:
             try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # exited; its new parent has yet to reap it
                 os.kill(pid, signal.SIGKILL)  # only if it outlived its master
                 result.setdefault("killed_left_over", []).append(pid)
-            except ProcessLookupError:
+            except (FileNotFoundError, ProcessLookupError):
                 pass
+        if args.server_log:
+            log.close()  # type: ignore[union-attr]
     out = args.json or RESULTS / f"c100k-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
