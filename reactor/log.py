@@ -152,6 +152,15 @@ def _iso_time() -> str:
 
 
 _PID = f"<{os.getpid()}>"
+
+
+def _refresh_pid() -> None:
+    """In a forked worker, ``%(p)s`` is the worker's own pid, not its master's."""
+    global _PID
+    _PID = f"<{os.getpid()}>"
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
 _REFERER = _header("referer")
 _USER_AGENT = _header("user-agent")
 
