@@ -190,9 +190,9 @@ def test_a_malformed_forwarded_header_is_ignored() -> None:
 def _best_of(repeat: int, work: Callable[[], object]) -> float:
     best = float("inf")
     for _ in range(repeat):
-        started = time.perf_counter()
+        started = time.process_time()
         work()
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
     return best
 
 

@@ -177,11 +177,11 @@ def _best_time(make: bytes, chunk: int, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
         parser = RespParser(max_reply_bytes=1 << 30)
-        started = time.perf_counter()
+        started = time.process_time()
         replies = []
         for i in range(0, len(make), chunk):
             replies.extend(parser.feed(make[i : i + chunk]))
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
         assert len(replies) >= 1
     return best
 
