@@ -425,3 +425,40 @@ def test_tls_on_a_unix_socket(test_ca: Certs, tmp_path: Path) -> None:
 
 def test_plain_listener_still_says_http(server: Running) -> None:
     get_ok(server.address)
+
+
+def test_graceful_shutdown_closes_idle_and_handshaking_tls_connections(test_ca: Certs) -> None:
+    proc, address = start_reactor("--certfile", str(test_ca.cert), "--keyfile", str(test_ca.key))
+    try:
+        raw = socket.create_connection(address, timeout=10)
+        idle = client_context(test_ca).wrap_socket(
+            raw, server_hostname="localhost", suppress_ragged_eofs=False
+        )
+        assert get(idle)[0] == 200  # now idle, kept alive
+        silent = socket.create_connection(address, timeout=10)  # connected, handshake not begun
+        time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - started < 5.0  # nothing waited for the shutdown timeout
+        with idle:
+            assert idle.recv(100) == b""  # close_notify, not a truncation (SSLEOFError)
+        with silent:
+            assert read_to_close(silent) == b""
+    finally:
+        stop(proc)
+
+
+def test_a_tls_client_that_stops_reading_is_cut_at_the_write_timeout(
+    serve: Callable[..., Running], test_ca: Certs
+) -> None:
+    running = serve(tls_app(), certfile=str(test_ca.cert), keyfile=str(test_ca.key), write_timeout_s=0.5)
+    stuck = connect_tls(running.address, test_ca, timeout=10)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /big?n=20000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    deadline = time.monotonic() + 10
+    while running.call(lambda: len(running.server.connections)) and time.monotonic() < deadline:
+        get_tls_ok(running.address, test_ca)  # others are served meanwhile
+        time.sleep(0.1)
+    assert running.call(lambda: len(running.server.connections)) == 0, "the stuck client was never cut"
+    stuck.close()
