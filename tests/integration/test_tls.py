@@ -462,3 +462,29 @@ def test_a_tls_client_that_stops_reading_is_cut_at_the_write_timeout(
         time.sleep(0.1)
     assert running.call(lambda: len(running.server.connections)) == 0, "the stuck client was never cut"
     stuck.close()
+
+
+def test_sighup_with_workers_serves_the_renewed_certificate(test_ca: Certs, tmp_path: Path) -> None:
+    cert, key = tmp_path / "live.pem", tmp_path / "live.key"
+    shutil.copy(test_ca.cert, cert)
+    shutil.copy(test_ca.key, key)
+    proc, address = start_reactor("--workers", "1", "--certfile", str(cert), "--keyfile", str(key))
+    try:
+        old = connect_tls(address, test_ca)
+        assert get(old)[0] == 200
+        renewed = make_ca(test_ca.ca.parent, name="rolled")
+        shutil.copy(renewed.cert, cert)
+        shutil.copy(renewed.key, key)
+        expected = ssl.PEM_cert_to_DER_cert(renewed.cert.read_text())
+        os.kill(proc.pid, signal.SIGHUP)  # the master replaces its worker; the new one loads the files
+        deadline = time.monotonic() + 30
+        while True:
+            with connect_tls(address, test_ca) as new:
+                if new.getpeercert(binary_form=True) == expected:
+                    assert get(new)[0] == 200
+                    break
+            assert time.monotonic() < deadline, "no worker served the renewed certificate"
+            time.sleep(0.1)
+        old.close()
+    finally:
+        stop(proc)
