@@ -22,7 +22,10 @@ divided by the requests wrk counted. reactor runs ``loadtests/hello.py`` with
 ``--certfile``; uvicorn runs ``loadtests/peers/asgi_hello.py`` with
 ``--ssl-certfile``, from the peers' virtualenv (``loadtests/.venv-peers``, as
 ``python -m loadtests.bench`` makes it; a server whose python lacks uvicorn is
-skipped, and the report says so). Prints a table; ``--out`` writes JSON.
+skipped, and the report says so). Prints a table; ``--out`` writes JSON, and
+``--out docs/tls-bench.json`` is what the ``## TLS`` section of
+``docs/benchmarks.md`` is drawn from (:func:`markdown`, called by
+:mod:`loadtests.bench.page`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import selectors
 import signal
 import socket
@@ -181,6 +185,89 @@ def measure(name: str, certs: Certs, args: argparse.Namespace) -> dict[str, Any]
                 proc.wait()
 
 
+def _version(python: Path, module: str) -> str | None:
+    done = subprocess.run(
+        [str(python), "-c", f"import {module}; print({module}.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or None
+
+
+def _git() -> str:
+    done = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "?"
+
+
+def markdown(data: dict[str, Any]) -> list[str]:
+    """The ``## TLS`` section of docs/benchmarks.md, from the JSON of ``--out``."""
+    results: dict[str, dict[str, Any]] = data["results"]
+    load = data.get("load_average", [])
+    lines = [
+        "## TLS",
+        "",
+        "`loadtests/tls_bench.py` runs each server with TLS on a certificate for `localhost` from a "
+        "test CA made for the run (ECDSA P-256, `loadtests/certs.py`), pinned to CPU 0 with wrk on "
+        "CPU 1: `keep-alive` (one handshake per connection, then requests), `new-connection` (the "
+        "same with `Connection: close`: a TCP connection and a full TLS handshake per request; wrk "
+        "does not resume sessions) and `idle` (connections that each did one handshake and one GET, "
+        "then held; the server's RSS before and after). CPU us/req is the server's user + system "
+        "time over the wrk run divided by the requests wrk counted. reactor runs `loadtests/hello.py` "
+        "with `--certfile`/`--keyfile`, uvicorn `loadtests/peers/asgi_hello.py` with "
+        "`--ssl-certfile`/`--ssl-keyfile` and `--timeout-keep-alive 600`.",
+        "",
+        f"Command: `{' '.join(data['command'])}`, Python {data['python']}, {data['openssl']}, "
+        f"uvicorn {data.get('uvicorn') or 'not installed'}, reactor at `{data['git']}`; load average "
+        f"{', '.join(f'{x:.1f}' for x in load)} (1, 5, 15 min) when it ended, on {data['cpus']} CPUs.",
+        "",
+    ]
+    if load and load[0] > 1.5:
+        lines += [
+            "**The machine was busy**: requests/s and latencies are the machine's more than the "
+            "servers'; CPU per request and KiB per connection are the figures to read.",
+            "",
+        ]
+    lines += [
+        "| server | workload | req/s | p99 ms | CPU us/req | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, result in results.items():
+        for workload in ("keep-alive", "new-connection"):
+            if workload in result:
+                r = result[workload]
+                cpu = f"{r['cpu_us_per_request']:,.0f}" if r["cpu_us_per_request"] else "-"
+                lines.append(
+                    f"| {name} | {workload} | {r['requests_per_s']:,.0f} | {r['p99_ms'] or 0:.2f} | {cpu} | "
+                    f"{r['errors']} |"
+                )
+    lines += ["", "| server | idle TLS connections | RSS before -> after, KiB | KiB per connection |"]
+    lines += ["| --- | ---: | ---: | ---: |"]
+    for name, result in results.items():
+        if "idle" in result:
+            i = result["idle"]
+            lines.append(
+                f"| {name} | {i['connections']:,} | {i['rss_before_kib']:,} -> {i['rss_after_kib']:,} | "
+                f"{i['kib_per_connection']:.2f} |"
+            )
+    skipped = [f"{name}: {result['skipped']}" for name, result in results.items() if "skipped" in result]
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(skipped) + "."]
+    lines += [
+        "",
+        "An idle TLS connection holds OpenSSL's state for it (the `SSL` object, its keys and "
+        "session; CPython releases the record buffers of an idle connection); uvicorn on asyncio's "
+        "`sslproto` also keeps a memory BIO pair and a read buffer of 256 KiB per connection. That is "
+        "why reactor's TLS transport uses `wrap_socket` and no memory BIO "
+        "([tls.md](tls.md#why-wrap_socket-not-a-memory-bio)). A new connection's handshake is "
+        "OpenSSL's work (ECDHE and an ECDSA signature) for every server alike.",
+        "",
+    ]
+    return lines
+
+
 def report(results: dict[str, dict[str, Any]]) -> str:
     lines = [f"{'server':16} {'workload':15} {'req/s':>9} {'p99 ms':>8} {'CPU us/req':>11} {'errors':>7}"]
     for name, result in results.items():
@@ -229,7 +316,17 @@ def main(argv: list[str] | None = None) -> int:
         results = {name: measure(name, certs, args) for name in names}
     print(report(results))
     if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        data = {
+            "command": ["python3", "loadtests/tls_bench.py", *(sys.argv[1:] if argv is None else argv)],
+            "python": platform.python_version(),
+            "openssl": ssl.OPENSSL_VERSION,
+            "uvicorn": _version(PEERS_PYTHON, "uvicorn") if PEERS_PYTHON.exists() else None,
+            "git": _git(),
+            "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+            "results": results,
+        }
+        args.out.write_text(json.dumps(data, indent=2) + "\n")
     return 0
 
 

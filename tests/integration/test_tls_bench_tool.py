@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.tls_bench import markdown
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,9 +47,15 @@ def test_tls_bench_quick_run_reports_throughput_cpu_and_idle_memory(tmp_path: Pa
     assert re.search(r"reactor +new-connection +\d+", result.stdout), result.stdout
     idle = re.search(r"200 idle TLS connections: RSS \d+ -> \d+ KiB, ([\d.]+) KiB each", result.stdout)
     assert idle, result.stdout
-    figures = json.loads(out.read_text())["reactor"]
+    data = json.loads(out.read_text())
+    figures = data["results"]["reactor"]
     assert figures["idle"]["server_alive"]
     assert 0 < figures["idle"]["kib_per_connection"] < 64  # loose: the benchmark measures the real figure
     for workload in ("keep-alive", "new-connection"):
         assert figures[workload]["requests"] > 0
         assert figures[workload]["errors"] == 0
+    # The section docs/benchmarks.md draws from such a file (loadtests.bench.page).
+    section = "\n".join(markdown(data))
+    assert section.startswith("## TLS\n")
+    assert re.search(r"^\| reactor \| keep-alive \| [\d,]+ \|", section, re.MULTILINE), section
+    assert re.search(r"^\| reactor \| 200 \| [\d,]+ -> [\d,]+ \| [\d.]+ \|$", section, re.MULTILINE), section
