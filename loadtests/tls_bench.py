@@ -258,7 +258,7 @@ def markdown(data: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "An idle TLS connection holds OpenSSL's state for it (the `SSL` object, its keys and "
-        "session; CPython releases the record buffers of an idle connection); uvicorn on asyncio's "
+        "session, its record buffers); uvicorn on asyncio's "
         "`sslproto` also keeps a memory BIO pair and a read buffer of 256 KiB per connection. That is "
         "why reactor's TLS transport uses `wrap_socket` and no memory BIO "
         "([tls.md](tls.md#why-wrap_socket-not-a-memory-bio)). A new connection's handshake is "
