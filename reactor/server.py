@@ -181,25 +181,26 @@ class Server:
                 error_log.warning("PROXY header refused: %s is not in forwarded_allow_ips", client[0])
                 sock.close()
                 continue
+            if self.tls is not None:
+                self._accept_tls(sock, client)
+                continue
             connection = Connection(client, loop, config, app, self)
             connections[connection] = None
-            if self.tls is not None:
-                self._accept_tls(sock, connection)
-                continue
             protocol = ProxyProtocolReader(connection) if config.proxy_protocol else connection
             Transport(sock, loop, config, self, protocol).start()
 
-    def _accept_tls(self, sock: socket.socket, connection: Connection) -> None:
+    def _accept_tls(self, sock: socket.socket, client: tuple[str, int]) -> None:
         """Start the TLS handshake on an accepted socket (see reactor.tls)."""
         assert self.tls is not None
-        connection.scheme = "https"
         try:
             wrapped = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         except OSError as exc:  # the client left already
-            error_log.debug("TLS wrap failed: %s", exc)
+            error_log.debug("TLS wrap failed for %s: %s", client[0], exc)
             sock.close()
-            self.connections.pop(connection, None)
             return
+        connection = Connection(client, self.loop, self.config, self.app, self)
+        connection.scheme = "https"
+        self.connections[connection] = None
         TLSTransport(wrapped, self.loop, self.config, self, connection).start()
 
     def reload_tls(self) -> None:
