@@ -21,7 +21,7 @@ import pytest
 from loadtests.certs import Certs, make_ca
 from loadtests.serverproc import ROOT, start_reactor, stop
 from reactor import App, Request
-from tests.conftest import Running, get_ok, make_app, recv_response
+from tests.conftest import Running, get_ok, make_app, parse_responses, recv_response
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -488,3 +488,21 @@ def test_sighup_with_workers_serves_the_renewed_certificate(test_ca: Certs, tmp_
         old.close()
     finally:
         stop(proc)
+
+
+def test_pipelined_requests_left_in_openssl_are_read_after_backpressure(
+    serve: Callable[..., Running], test_ca: Certs
+) -> None:
+    # Three requests in one TLS record, read 100 bytes at a time: the first
+    # answer's backpressure pauses reading while the rest sit decrypted in
+    # OpenSSL, where no selector event will announce them.
+    running = serve(tls_app(), certfile=str(test_ca.cert), keyfile=str(test_ca.key), recv_bytes=100)
+    with connect_tls(running.address, test_ca, timeout=10) as sock:
+        sock.sendall(b"GET /big?n=400000 HTTP/1.1\r\nHost: localhost\r\n\r\n" * 3)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < 3 * (data.index(b"\r\n\r\n") + 4 + 400000):
+            chunk = sock.recv(65536)  # each head is as long as the first (Date is fixed-width)
+            assert chunk, f"closed after {len(data)} bytes"
+            data += chunk
+    responses = parse_responses(data)
+    assert [(r.status, r.body) for r in responses] == [(200, b"b" * 400000)] * 3
