@@ -25,7 +25,7 @@ def start_reactor(
         text=True,
     )
     assert proc.stdout is not None
-    match = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
+    match = re.search(r"https?://([\d.]+):(\d+)/", proc.stdout.readline())
     if not match:
         proc.kill()
         _, err = proc.communicate()

@@ -27,6 +27,7 @@ from .demo import make_demo
 from .log import configure
 from .master import Master, run_worker
 from .server import Server, describe_listener, open_listeners
+from .tls import CERT_REQS, TLSConfigError, make_context
 
 __all__ = [
     "build_app",
@@ -109,6 +110,14 @@ def _gzip_level(text: str) -> int:
     if not 1 <= value <= 9:
         raise argparse.ArgumentTypeError(f"{text!r} is not a level from 1 to 9")
     return value
+
+
+def _cert_reqs(text: str) -> int:
+    if text.lower() in CERT_REQS:
+        return int(CERT_REQS[text.lower()])
+    if text in ("0", "1", "2"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not 0/none, 1/optional or 2/required")
 
 
 def _integer(text: str) -> int:
@@ -253,6 +262,28 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read HAProxy's PROXY protocol v1/v2 header first on each connection (trusted peers only)",
     )
+    tls = parser.add_argument_group("TLS (docs/tls.md)")
+    tls.add_argument("--certfile", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
+    tls.add_argument("--keyfile", metavar="FILE", help="its private key (PEM; default: in --certfile)")
+    tls.add_argument("--keyfile-password", metavar="PASSWORD", help="the password of an encrypted --keyfile")
+    tls.add_argument(
+        "--ca-certs", metavar="FILE", help="CA certificates (PEM) to verify client certificates against"
+    )
+    tls.add_argument(
+        "--cert-reqs",
+        type=_cert_reqs,
+        help="client certificate: 0/none, 1/optional, 2/required (default: required with --ca-certs)",
+    )
+    tls.add_argument(
+        "--ssl-ciphers", metavar="LIST", help="OpenSSL cipher list for TLS 1.2 (default: Python's)"
+    )
+    tls.add_argument(
+        "--handshake-timeout",
+        dest="handshake_timeout_s",
+        type=positive_float,
+        default=defaults.handshake_timeout_s,
+        help=f"seconds from accept to the end of the TLS handshake (default {defaults.handshake_timeout_s})",
+    )
     limits = parser.add_argument_group("limits and timeouts")
     for flag, field, kind, text in _CONFIG_FLAGS:
         default = getattr(defaults, field)
@@ -292,10 +323,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             proxy_protocol=args.proxy_protocol,
             gzip=not args.no_gzip,
             gzip_level=args.gzip_level,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            keyfile_password=args.keyfile_password,
+            ca_certs=args.ca_certs,
+            cert_reqs=args.cert_reqs,
+            ssl_ciphers=args.ssl_ciphers,
+            handshake_timeout_s=args.handshake_timeout_s,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
     except ValueError as exc:
         parser.error(str(exc))
+    if args.config.certfile is not None:
+        # Loaded once here so that a bad file stops the start (status 2),
+        # before any fork; each process then makes its own context.
+        try:
+            make_context(args.config)
+        except TLSConfigError as exc:
+            parser.error(f"TLS: {exc}")
     return args
 
 
@@ -372,7 +417,10 @@ def main(argv: Sequence[str] | None = None, serve: Callable[[Server], None] | No
         else f"pid {os.getpid()}"
     )
     for sock in listeners:
-        print(f"reactor {__version__} serving {describe_listener(sock)} ({how})", flush=True)
+        print(
+            f"reactor {__version__} serving {describe_listener(sock, config.certfile is not None)} ({how})",
+            flush=True,
+        )
     try:
         if server is None:
             return Master(config, listeners, partial(_boot_worker, args)).run()

@@ -131,6 +131,27 @@ class Config:
     #: request of each connection; a peer outside forwarded_allow_ips is closed.
     proxy_protocol: bool = False
 
+    # -- TLS (reactor/tls.py, docs/tls.md) ------------------------------------
+    #: The certificate chain (PEM) to serve TLS with; None: plain HTTP.
+    certfile: str | None = None
+    #: Its private key (PEM); None: the key is in ``certfile``.
+    keyfile: str | None = None
+    #: The password of an encrypted ``keyfile``.
+    keyfile_password: str | None = None
+    #: CA certificates (PEM) that client certificates are checked against;
+    #: given, a client must present one (see ``cert_reqs``).
+    ca_certs: str | None = None
+    #: 0, 1, 2 as ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED; None:
+    #: CERT_REQUIRED with ``ca_certs``, else CERT_NONE.
+    cert_reqs: int | None = None
+    #: OpenSSL cipher list for TLS 1.2 (TLS 1.3's suites are OpenSSL's own);
+    #: None: Python's default, which excludes the weak ones.
+    ssl_ciphers: str | None = None
+    #: From accept to the end of the TLS handshake; a client that connects and
+    #: says nothing is cut here. 10 s, as the header deadline that follows it
+    #: (nginx's ssl_handshake_timeout is 60 s; uvicorn has none).
+    handshake_timeout_s: float = 10.0
+
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -156,5 +177,14 @@ class Config:
             raise ValueError(f"gzip_level must be 1 to 9, not {self.gzip_level!r}")
         if self.access_log_format is not None:  # checked here, so a bad one fails at start
             compile_format(self.access_log_format, self.access_log_json)
+        for name in ("keyfile", "keyfile_password", "ca_certs", "cert_reqs", "ssl_ciphers"):
+            if getattr(self, name) is not None and self.certfile is None:
+                raise ValueError(f"{name} needs certfile: it is a TLS setting")
+        if self.cert_reqs is not None and self.cert_reqs not in (0, 1, 2):
+            raise ValueError(
+                f"cert_reqs must be 0 (none), 1 (optional) or 2 (required), not {self.cert_reqs!r}"
+            )
+        if self.certfile is not None and self.proxy_protocol:
+            raise ValueError("proxy_protocol with certfile: a PROXY header before TLS is not supported")
         if self.write_low_water_bytes > self.write_high_water_bytes:
             raise ValueError("write_low_water_bytes must not exceed write_high_water_bytes")

@@ -290,6 +290,7 @@ class Connection:
         "_idle",
         "_trust",
         "_shown",
+        "scheme",
         "__weakref__",
     )
 
@@ -324,6 +325,8 @@ class Connection:
         self._idle = owner.keepalive  # where it waits while IDLE
         self._trust: Trusted | None = None
         self._shown = ""  # the client as logged
+        #: Its requests' scheme: ``https`` on a TLS listener (set at accept).
+        self.scheme = "http"
         self.proxied(client)
 
     def proxied(self, client: tuple[str, int]) -> None:
@@ -551,6 +554,7 @@ class Connection:
             # A request head.
             request = event
             request.client = self.client
+            request.scheme = self.scheme
             if self._trust is not None:
                 forwarded(request, self._trust)  # a trusted proxy names the client
                 self._shown = request.client[0]

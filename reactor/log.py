@@ -77,7 +77,7 @@ clf_time = _ClfTime()
 #: gunicorn's default format (the Apache combined log format).
 COMBINED_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 #: The fields of a JSON line when ``--access-log-json`` is given no format.
-JSON_FORMAT = "%(h)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(f)s %(a)s %(D)s"
+JSON_FORMAT = "%(h)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(S)s %(s)s %(B)s %(f)s %(a)s %(D)s"
 
 Value = str | int | float
 Getter = Callable[[str, "Request | str | None", int, int, float], Value]
@@ -116,6 +116,10 @@ def _query(request: Request | str | None) -> str:
 
 def _protocol(request: Request | str | None) -> str:
     return request.version if isinstance(request, Request) else _part(request, 2)
+
+
+def _scheme(request: Request | str | None) -> str:
+    return request.scheme if isinstance(request, Request) else "-"
 
 
 def _header(name: str) -> Callable[[Request | str | None], str]:
@@ -176,6 +180,7 @@ _ATOMS: dict[str, tuple[str, Getter, bool]] = {
     "U": ("path", lambda c, r, s, b, d: _path(r), True),
     "q": ("query", lambda c, r, s, b, d: _query(r), True),
     "H": ("protocol", lambda c, r, s, b, d: _protocol(r), True),
+    "S": ("scheme", lambda c, r, s, b, d: _scheme(r), True),  # hypercorn's atom
     "s": ("status", lambda c, r, s, b, d: s, False),
     "B": ("bytes", lambda c, r, s, b, d: b, False),
     "b": ("size", lambda c, r, s, b, d: b, False),

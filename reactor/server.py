@@ -33,6 +33,7 @@ import errno
 import os
 import signal
 import socket
+import ssl
 import stat
 import threading
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
 from .proxy import trusted
+from .tls import TLSTransport, make_context
 from .transport import Lingering, Transport
 
 __all__ = [
@@ -102,6 +104,10 @@ class Server:
         self._draining = False  # see drain()
         self._shutdown_timer: Timer | None = None
         self._lingering = Lingering(self.loop, self.config.linger_timeout_s)
+        #: The TLS context when ``config.certfile`` is set (see :meth:`reload_tls`), else None.
+        self.tls: ssl.SSLContext | None = None
+        if self.config.certfile is not None:
+            self.tls = make_context(self.config)
         # An app may want the server (for its loop and figures): it says so
         # with an attach(server) method.
         attach = getattr(app, "attach", None)
@@ -175,10 +181,41 @@ class Server:
                 error_log.warning("PROXY header refused: %s is not in forwarded_allow_ips", client[0])
                 sock.close()
                 continue
+            if self.tls is not None:
+                self._accept_tls(sock, client)
+                continue
             connection = Connection(client, loop, config, app, self)
             connections[connection] = None
             protocol = ProxyProtocolReader(connection) if config.proxy_protocol else connection
             Transport(sock, loop, config, self, protocol).start()
+
+    def _accept_tls(self, sock: socket.socket, client: tuple[str, int]) -> None:
+        """Start the TLS handshake on an accepted socket (see reactor.tls)."""
+        assert self.tls is not None
+        try:
+            wrapped = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except OSError as exc:  # the client left already
+            error_log.debug("TLS wrap failed for %s: %s", client[0], exc)
+            sock.close()
+            return
+        connection = Connection(client, self.loop, self.config, self.app, self)
+        connection.scheme = "https"
+        self.connections[connection] = None
+        TLSTransport(wrapped, self.loop, self.config, self, connection).start()
+
+    def reload_tls(self) -> None:
+        """Load the certificate and key again, for connections accepted from
+        now on; open connections keep the context they began with. Raises
+        :class:`~reactor.tls.TLSConfigError` (and keeps the old context) if
+        the files are bad. SIGHUP calls it (without ``--workers``)."""
+        self.tls = make_context(self.config)
+        error_log.info("TLS certificate reloaded from %s", self.config.certfile)
+
+    def _on_hup(self, signum: int) -> None:
+        try:
+            self.reload_tls()
+        except ValueError as exc:
+            error_log.error("SIGHUP: TLS certificate not reloaded: %s", exc)
 
     def _pause_accepting(self, exc: OSError) -> None:
         pause_s = self.config.accept_pause_s
@@ -292,6 +329,8 @@ class Server:
         if install_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(signum, self._on_signal)
+            if self.tls is not None:
+                self.loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         try:
             self.loop.run()
         finally:
@@ -508,12 +547,13 @@ def systemd_sockets() -> list[socket.socket]:
     return [inherited_socket(fd) for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + int(count))]
 
 
-def describe_listener(sock: socket.socket) -> str:
-    """Where ``sock`` listens, as printed at start: a URL, or ``unix:PATH``."""
+def describe_listener(sock: socket.socket, tls: bool = False) -> str:
+    """Where ``sock`` listens, as printed at start: a URL, or ``unix:PATH``
+    (``https://`` and ``unix:PATH (TLS)`` with ``tls``)."""
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
         path = address.decode(errors="replace") if isinstance(address, bytes) else address
-        return f"unix:{path or '(unnamed)'}"
+        return f"unix:{path or '(unnamed)'}" + (" (TLS)" if tls else "")
     host, port = address[0], address[1]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
+    return f"{'https' if tls else 'http'}://{shown}:{port}/"

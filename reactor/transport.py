@@ -37,10 +37,10 @@ Closing: :meth:`Transport.close` sends what is queued first, then closes;
 with ``linger`` it half-closes and drains what the client still sends
 (RFC 9112 §9.6) before closing. :meth:`Transport.abort` closes at once.
 
-TLS will be a subclass with one more phase (the handshake, before
-``connection_made``), ``SSLWantReadError``/``SSLWantWriteError`` feeding the
-mask, and :attr:`Transport.can_sendfile` False. A Unix-domain socket needs
-nothing of its own: this class takes any stream socket.
+TLS is a subclass (:class:`reactor.tls.TLSTransport`) with one more phase
+(the handshake, before the first read), ``SSLWantReadError``/``SSLWantWriteError``
+feeding the mask, and :attr:`Transport.can_sendfile` False. A Unix-domain
+socket needs nothing of its own: this class takes any stream socket.
 """
 
 from __future__ import annotations

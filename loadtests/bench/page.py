@@ -24,11 +24,14 @@ from loadtests.bench.report import python_costs
 from loadtests.bench.servers import CHART_MODULES, REFERENCE, SERVERS, SUBJECT, has_modules, venv_python
 from loadtests.bench.static import GOAL_CPU, GOAL_THROUGHPUT, STATIC_CONNECTIONS
 from loadtests.bench.wrk import ALL_WORKLOADS, WORKLOADS
+from loadtests.tls_bench import markdown as tls_markdown
 
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
 IMG_DIR = ROOT / "docs" / "img"
 #: The instruction counts the page shows, beside it (written by loadtests/instructions.py --out).
 INSTRUCTIONS_JSON = "instructions.json"
+#: What ``loadtests/tls_bench.py --out docs/tls-bench.json`` wrote: the page's TLS section.
+TLS_JSON = "tls-bench.json"
 
 
 #: The goals of the issue: reactor over uvicorn-uvloop (CPU per keep-alive request,
@@ -164,8 +167,10 @@ def render_docs(
     json_path: Path,
     charts: Sequence[str],
     instructions: dict[str, Any] | None = None,
+    tls: dict[str, Any] | None = None,
 ) -> str:
-    """The markdown page for a results file (and the instruction counts, if given)."""
+    """The markdown page for a results file (and the instruction counts and
+    TLS figures of ``loadtests/tls_bench.py``, if given)."""
     machine, versions, args = report["machine"], report["machine"]["versions"], report["args"]
     med = {(m["server"], m["workload"]): m for m in report["medians"]}
     runs: list[dict[str, Any]] = report["runs"]
@@ -416,6 +421,8 @@ def render_docs(
         if "bench-static.png" in charts:
             lines += ["![static file](img/bench-static.png)", ""]
 
+    if tls:
+        lines += tls_markdown(tls)
     lines += _instructions_section(instructions)
     lines += ["## Notes on the peers", "", *_peer_notes(report), ""]
     lines += ["## What stands in the way", "", *_obstacles(report, goals), ""]
@@ -721,8 +728,10 @@ def write_docs(json_path: Path, page: Path, venv_dir: Path) -> None:
         progress(f"no matplotlib in {venv_dir}: no charts (run a benchmark once to install it)")
     instructions_path = page.parent / INSTRUCTIONS_JSON
     instructions = json.loads(instructions_path.read_text()) if instructions_path.exists() else None
+    tls_path = page.parent / TLS_JSON
+    tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_docs(report, json_path, charts, instructions))
+    page.write_text(render_docs(report, json_path, charts, instructions, tls))
     progress(f"wrote {page} and {len(charts)} chart(s) in {img_dir}")
 
 

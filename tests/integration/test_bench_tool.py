@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.bench.measurement import listening_ports, wait_listening
-from loadtests.bench.page import CHARTS, INSTRUCTIONS_JSON, render_docs
+from loadtests.bench.page import CHARTS, INSTRUCTIONS_JSON, TLS_JSON, render_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,9 @@ def test_the_benchmarks_page_is_what_its_results_file_makes() -> None:
     report = json.loads((docs / "benchmarks.json").read_text())
     instructions_path = docs / INSTRUCTIONS_JSON
     instructions = json.loads(instructions_path.read_text()) if instructions_path.exists() else None
-    page = render_docs(report, docs / "benchmarks.json", CHARTS, instructions)
+    tls_path = docs / TLS_JSON
+    tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
+    page = render_docs(report, docs / "benchmarks.json", CHARTS, instructions, tls)
     assert page == (docs / "benchmarks.md").read_text(), (
         "docs/benchmarks.md differs from what docs/benchmarks.json makes: "
         "re-make it with python3 -m loadtests.bench --report docs/benchmarks.json"

@@ -69,7 +69,7 @@ class Demo(ReactorProcess):
 class Browser:
     """Headless Chromium, spoken to with the DevTools protocol over a pipe pair."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, flags: tuple[str, ...] = ()) -> None:
         to_browser_r, to_browser_w = os.pipe()
         from_browser_r, from_browser_w = os.pipe()
         # Chromium reads commands on fd 3 and writes answers on fd 4.
@@ -89,6 +89,7 @@ class Browser:
                 f"--user-data-dir={tmp / 'profile'}",
                 "--window-size=1200,900",
                 "--remote-debugging-pipe",
+                *flags,
                 "about:blank",
             ],
             pass_fds=theirs,
