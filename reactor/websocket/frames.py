@@ -56,6 +56,7 @@ __all__ = [
     "frame",
     "is_valid_close_code",
     "mask",
+    "parse_close",
     "ping",
     "pong",
     "text",
