@@ -175,7 +175,8 @@ _PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
 _INVALID_DATA = CloseCode.INVALID_DATA
 _TOO_BIG = CloseCode.TOO_BIG
 _MAX_CONTROL = 125
-_DATA_OPCODES = (Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY)
+# Plain ints for the hot path (comparing with an int is cheaper than with an enum member).
+_CONTINUATION, _TEXT, _BINARY, _PING, _PONG = 0, 1, 2, 9, 10
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -217,8 +218,9 @@ class Reader:
         self.max_message = max_message
         self.max_frame = max_message if max_frame is None else max_frame
         self.deflate = deflate
-        # Bytes of an incomplete frame header or control frame (at most 131).
-        self._buf = bytearray()
+        # Bytes of an incomplete frame header or control frame (at most 131);
+        # the shared b"" when there are none, so most reads allocate no buffer.
+        self._buf: bytes | bytearray = b""
         self._error: WebSocketError | None = None
         self._closed = False
         self._left = -1  # payload bytes still to come of the current data frame; -1: in no frame
@@ -253,15 +255,15 @@ class Reader:
         try:
             pos = self._parse(view, events)
             # What is left is an incomplete header or control frame: small.
-            rest = view[pos:].tobytes() if not self._closed else b""
+            rest = bytearray(view[pos:]) if pos < len(view) and not self._closed else b""
         except WebSocketError as exc:
             exc.events = events
             self._error = exc
-            self._buf = bytearray()
+            self._buf = b""
             raise
         finally:
             view.release()
-        self._buf = bytearray(rest)
+        self._buf = rest
         return events
 
     # The loop: one frame header, control frame or piece of payload per turn.
@@ -321,7 +323,7 @@ class Reader:
                     raise WebSocketError(_TOO_BIG, f"message of {length} bytes over the limit")
                 payload = mask(view[pos + head : pos + head + length], key)
                 pos += head + length
-                if opcode == Opcode.TEXT:
+                if opcode == _TEXT:
                     try:
                         events.append(Message(payload.decode("utf-8")))
                     except UnicodeDecodeError:
@@ -346,14 +348,14 @@ class Reader:
         if b0 & 0x40:
             if self.deflate is None:
                 raise WebSocketError(_PROTOCOL_ERROR, "RSV1 set without an extension")
-            if opcode not in (Opcode.TEXT, Opcode.BINARY):
+            if opcode != _TEXT and opcode != _BINARY:  # noqa: PLR1714 (ints, no tuple per frame)
                 raise WebSocketError(_PROTOCOL_ERROR, "RSV1 set on a frame that does not start a message")
         if opcode >= 8:
             if not b0 & 0x80:
                 raise WebSocketError(_PROTOCOL_ERROR, "fragmented control frame")
             if length > _MAX_CONTROL:
                 raise WebSocketError(_PROTOCOL_ERROR, "control frame over 125 bytes")
-        elif opcode == Opcode.CONTINUATION:
+        elif opcode == _CONTINUATION:
             if self._opcode is None:
                 raise WebSocketError(_PROTOCOL_ERROR, "continuation without a message to continue")
         elif self._opcode is not None:
@@ -362,12 +364,12 @@ class Reader:
     def _start_frame(self, b0: int, opcode: int, length: int) -> None:
         if length > self.max_frame:
             raise WebSocketError(_TOO_BIG, f"frame of {length} bytes over the limit of {self.max_frame}")
-        if opcode != Opcode.CONTINUATION:
+        if opcode != _CONTINUATION:
             self._opcode = Opcode(opcode)
             self._compressed = bool(b0 & 0x40)
             self._size = self._wire = 0
             self._parts = []
-            self._decoder = _Utf8Decoder() if opcode == Opcode.TEXT else None
+            self._decoder = _Utf8Decoder() if opcode == _TEXT else None
         self._wire += length
         if self._wire > self.max_message:
             raise WebSocketError(_TOO_BIG, f"message over the limit of {self.max_message} bytes")
@@ -423,9 +425,9 @@ class Reader:
         return Message(result)
 
     def _control(self, opcode: int, payload: bytes) -> Event:
-        if opcode == Opcode.PING:
+        if opcode == _PING:
             return Ping(payload)
-        if opcode == Opcode.PONG:
+        if opcode == _PONG:
             return Pong(payload)
         self._closed = True
         return parse_close(payload)
