@@ -9,15 +9,20 @@ miss does not either. The runs at n and 8n alternate; the 8n run is not
 repeated once it is within the bound, and is tried up to five times while it
 is not.
 
-The child is forked and given a wall-clock budget. The C regex engine does
-not look at signals while it backtracks, so an exponential pattern can only
-be stopped from outside: the parent kills the child and reports the timeout.
+The child is forked and given a budget of CPU seconds, read from
+``/proc/PID/stat`` while the parent waits: CPU time, so that a loaded machine
+(where the child gets a fraction of a core) cannot time out a linear case.
+The C regex engine does not look at signals while it backtracks, so an
+exponential pattern can only be stopped from outside: the parent kills the
+child and reports the timeout. A wall-clock backstop of ``WALL_FACTOR`` times
+the budget ends a child that is starved of the processor altogether.
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -27,9 +32,13 @@ from typing import Any
 #: Growth allowed from n to 8n. Linear is 8x; quadratic 64x; 20x leaves room
 #: for noise and for n log n (8x * log(8n)/log(n) stays well below it).
 MAX_RATIO = 20.0
-#: Wall-clock seconds for one case's six measurements. A linear case needs a
-#: fraction of a second; a loaded machine may triple that.
+#: CPU seconds for one case's measurements. A linear case needs a fraction
+#: of a second.
 BUDGET_S = 10.0
+#: The wall-clock backstop, as a multiple of the budget.
+WALL_FACTOR = 10
+#: How often the parent reads the child's CPU time.
+POLL_S = 0.25
 REPEATS = 3
 LARGE_REPEATS = 5
 
@@ -112,12 +121,13 @@ def growth(
     child = context.Process(target=_child, args=(sender, build, run, n, reps), daemon=True)
     child.start()
     sender.close()
-    deadline = time.monotonic() + budget_s
+    wall_deadline = time.monotonic() + budget_s * WALL_FACTOR
     progress: Growth | None = None
     try:
         while True:
-            if not receiver.poll(max(deadline - time.monotonic(), 0)):
-                raise TimeoutError(_timeout_message(n, budget_s, progress))
+            while not receiver.poll(POLL_S):
+                if _cpu_seconds(child.pid) > budget_s or time.monotonic() > wall_deadline:
+                    raise TimeoutError(_timeout_message(n, budget_s, progress))
             try:
                 status, value = receiver.recv()
             except EOFError:
@@ -137,8 +147,20 @@ def growth(
     return value
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User and system CPU seconds of a live process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command's closing parenthesis, utime and stime are the 12th
+    # and 13th fields (14 and 15 of proc(5)), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _timeout_message(n: int, budget_s: float, progress: Growth | None) -> str:
-    message = f"n={n} and 8n did not finish in {budget_s:.0f} s of wall time"
+    message = f"n={n} and 8n did not finish in {budget_s:.0f} s of CPU time"
     if progress is None or progress.large_s == float("inf"):
         return message + ", far more than a linear cost needs (quadratic or worse: a backtracking regex?)"
     return (

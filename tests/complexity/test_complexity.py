@@ -17,7 +17,7 @@ of a big input.
 Limits are raised far above the defaults so that one input can be big
 enough to measure: the limits bound how much a client may send, and this
 suite checks what each byte it may send costs. Each measurement runs in a
-forked child with a wall-clock budget, since a backtracking regex cannot be
+forked child with a budget of CPU seconds, since a backtracking regex cannot be
 interrupted; a timeout is a failure.
 """
 
