@@ -1,6 +1,6 @@
 """Instructions per request, counted by callgrind: a figure that noise cannot move.
 
-    python3 loadtests/instructions.py [--path floor,parse,full,post,pipelined|all]
+    python3 loadtests/instructions.py [--path floor,parse,full,full-log,post,pipelined|all]
 
 Timing a hot path on a shared machine is noisy; counting the instructions it
 executes is not. For each path this runs a request loop under ``valgrind
@@ -17,6 +17,9 @@ like ``full`` (the same request, the client's side in the same process).
 ``full``: the same request through a real :class:`~reactor.connection.Connection`
 on a :class:`~reactor.transport.Transport` over a socket pair, one ``loop.run_once()``
 per request (the client's send and recv in the same process are counted too).
+``full-log``: ``full`` with the access log on, each line formatted and
+written by a ``logging`` handler (to ``/dev/null``): what a logged request
+costs on top of ``full``, where the log is off.
 ``post``: ``full`` with ``POST /echo`` and a 1 KiB body (echoed back).
 ``pipelined``: ``full`` with 16 GETs in one send; the figure is per request.
 
@@ -63,6 +66,7 @@ DESCRIPTIONS = {
     "floor": 'a bare `selectors` loop: `recv`, `find(b"\\r\\n\\r\\n")`, a fixed answer (GET)',
     "parse": "parse, route, handle and frame one GET, no socket",
     "full": "one GET through a `Connection`, one loop pass",
+    "full-log": "`full` with the access log on (lines written to `/dev/null`)",
     "post": "`POST /echo` with a 1 KiB body through a `Connection`",
     "pipelined": f"{DEPTH} GETs in one send through a `Connection`, per request",
 }
@@ -115,14 +119,23 @@ def run_parse(count: int) -> int:
     return answered
 
 
-def _connection() -> tuple[Callable[[], None], socket.socket]:
+def _connection(access_log: bool = False) -> tuple[Callable[[], None], socket.socket]:
     """reactor's :class:`Connection` on one end of a socket pair: one loop pass, and the other end."""
     from loadtests.hello import app
     from reactor import Config, Server
     from reactor.connection import Connection
     from reactor.transport import Transport
 
-    config = Config(port=0, access_log=False)
+    if access_log:
+        import logging
+
+        from reactor.log import configure
+
+        configure("info")  # as the server's command line does, then to /dev/null
+        handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (open for the run)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("reactor.access").handlers[:] = [handler]
+    config = Config(port=0, access_log=access_log)
     server = Server(app, config)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
@@ -164,6 +177,10 @@ def run_full(count: int) -> int:
     return _exchange(_connection(), count, REQUEST, 1, HELLO)
 
 
+def run_full_log(count: int) -> int:
+    return _exchange(_connection(access_log=True), count, REQUEST, 1, HELLO)
+
+
 def run_post(count: int) -> int:
     return _exchange(_connection(), count, POST, 1, BODY)
 
@@ -176,6 +193,7 @@ RUNS: dict[str, Callable[[int], int]] = {
     "floor": run_floor,
     "parse": run_parse,
     "full": run_full,
+    "full-log": run_full_log,
     "post": run_post,
     "pipelined": run_pipelined,
 }
