@@ -25,7 +25,9 @@ costs on top of ``full``, where the log is off.
 
 When ``floor`` is measured with other paths, each is also given as a multiple
 of it. ``--out FILE`` writes the figures as JSON (``docs/instructions.json`` is
-the one ``docs/benchmarks.md`` shows). Needs Debian's ``valgrind``;
+the one ``docs/benchmarks.md`` shows); with ``--step CHANGE`` the figures are
+also added to the file's list of steps, what each change to the hot path made
+of them, which the page shows too. Needs Debian's ``valgrind``;
 ``--run PATH COUNT`` runs one loop without it (what callgrind runs).
 """
 
@@ -241,8 +243,9 @@ def _paths(text: str) -> list[str]:
     return [name for name in PATHS if name in names]
 
 
-def _report(figures: dict[str, int], argv: list[str] | None) -> dict[str, Any]:
-    """The figures and what they depend on, for ``--out`` (``docs/benchmarks.md`` shows them)."""
+def _report(figures: dict[str, int], argv: list[str] | None, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures and what they depend on, for ``--out`` (``docs/benchmarks.md`` shows them),
+    and ``steps``: the figures after each change to the hot path, oldest first."""
     from loadtests.bench.servers import reactor_fingerprint
 
     def output(*command: str) -> str:
@@ -257,6 +260,7 @@ def _report(figures: dict[str, int], argv: list[str] | None) -> dict[str, Any]:
         "requests": [LOW, HIGH],
         "descriptions": {path: DESCRIPTIONS[path] for path in figures},
         "instructions_per_request": figures,
+        "steps": steps,
     }
 
 
@@ -269,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma list of {', '.join(PATHS)}, or all (default full)",
     )
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--step",
+        metavar="CHANGE",
+        help="with --out: also add these figures to the file's list of steps, as what CHANGE made them",
+    )
     parser.add_argument("--run", nargs=2, metavar=("PATH", "COUNT"), help="run one loop, without callgrind")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # this checkout's reactor and loadtests, whoever runs the script
@@ -288,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     if "floor" in figures and "full" in figures:
         print(f"full/floor: {figures['full'] / figures['floor']:.2f}")
     if args.out is not None:
-        args.out.write_text(json.dumps(_report(figures, argv), indent=2) + "\n")
+        # The steps so far are kept from the file being replaced.
+        steps = json.loads(args.out.read_text()).get("steps", []) if args.out.exists() else []
+        if args.step:
+            steps.append({"change": args.step, "instructions_per_request": figures})
+        args.out.write_text(json.dumps(_report(figures, argv, steps), indent=2) + "\n")
     return 0
 
 
