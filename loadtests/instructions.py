@@ -1,6 +1,6 @@
 """Instructions per request, counted by callgrind: a figure that noise cannot move.
 
-    python3 loadtests/instructions.py [--path floor,parse,full,post,pipelined|all]
+    python3 loadtests/instructions.py [--path floor,parse,full,full-log,post,pipelined|all]
 
 Timing a hot path on a shared machine is noisy; counting the instructions it
 executes is not. For each path this runs a request loop under ``valgrind
@@ -17,12 +17,17 @@ like ``full`` (the same request, the client's side in the same process).
 ``full``: the same request through a real :class:`~reactor.connection.Connection`
 on a :class:`~reactor.transport.Transport` over a socket pair, one ``loop.run_once()``
 per request (the client's send and recv in the same process are counted too).
+``full-log``: ``full`` with the access log on, each line formatted and
+written by a ``logging`` handler (to ``/dev/null``): what a logged request
+costs on top of ``full``, where the log is off.
 ``post``: ``full`` with ``POST /echo`` and a 1 KiB body (echoed back).
 ``pipelined``: ``full`` with 16 GETs in one send; the figure is per request.
 
 When ``floor`` is measured with other paths, each is also given as a multiple
 of it. ``--out FILE`` writes the figures as JSON (``docs/instructions.json`` is
-the one ``docs/benchmarks.md`` shows). Needs Debian's ``valgrind``;
+the one ``docs/benchmarks.md`` shows); with ``--step CHANGE`` the figures are
+also added to the file's list of steps, what each change to the hot path made
+of them, which the page shows too. Needs Debian's ``valgrind``;
 ``--run PATH COUNT`` runs one loop without it (what callgrind runs).
 """
 
@@ -63,6 +68,7 @@ DESCRIPTIONS = {
     "floor": 'a bare `selectors` loop: `recv`, `find(b"\\r\\n\\r\\n")`, a fixed answer (GET)',
     "parse": "parse, route, handle and frame one GET, no socket",
     "full": "one GET through a `Connection`, one loop pass",
+    "full-log": "`full` with the access log on (lines written to `/dev/null`)",
     "post": "`POST /echo` with a 1 KiB body through a `Connection`",
     "pipelined": f"{DEPTH} GETs in one send through a `Connection`, per request",
 }
@@ -115,14 +121,23 @@ def run_parse(count: int) -> int:
     return answered
 
 
-def _connection() -> tuple[Callable[[], None], socket.socket]:
+def _connection(access_log: bool = False) -> tuple[Callable[[], None], socket.socket]:
     """reactor's :class:`Connection` on one end of a socket pair: one loop pass, and the other end."""
     from loadtests.hello import app
     from reactor import Config, Server
     from reactor.connection import Connection
     from reactor.transport import Transport
 
-    config = Config(port=0, access_log=False)
+    if access_log:
+        import logging
+
+        from reactor.log import configure
+
+        configure("info")  # as the server's command line does, then to /dev/null
+        handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (open for the run)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("reactor.access").handlers[:] = [handler]
+    config = Config(port=0, access_log=access_log)
     server = Server(app, config)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
@@ -164,6 +179,10 @@ def run_full(count: int) -> int:
     return _exchange(_connection(), count, REQUEST, 1, HELLO)
 
 
+def run_full_log(count: int) -> int:
+    return _exchange(_connection(access_log=True), count, REQUEST, 1, HELLO)
+
+
 def run_post(count: int) -> int:
     return _exchange(_connection(), count, POST, 1, BODY)
 
@@ -176,6 +195,7 @@ RUNS: dict[str, Callable[[int], int]] = {
     "floor": run_floor,
     "parse": run_parse,
     "full": run_full,
+    "full-log": run_full_log,
     "post": run_post,
     "pipelined": run_pipelined,
 }
@@ -223,8 +243,9 @@ def _paths(text: str) -> list[str]:
     return [name for name in PATHS if name in names]
 
 
-def _report(figures: dict[str, int], argv: list[str] | None) -> dict[str, Any]:
-    """The figures and what they depend on, for ``--out`` (``docs/benchmarks.md`` shows them)."""
+def _report(figures: dict[str, int], argv: list[str] | None, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures and what they depend on, for ``--out`` (``docs/benchmarks.md`` shows them),
+    and ``steps``: the figures after each change to the hot path, oldest first."""
     from loadtests.bench.servers import reactor_fingerprint
 
     def output(*command: str) -> str:
@@ -239,6 +260,7 @@ def _report(figures: dict[str, int], argv: list[str] | None) -> dict[str, Any]:
         "requests": [LOW, HIGH],
         "descriptions": {path: DESCRIPTIONS[path] for path in figures},
         "instructions_per_request": figures,
+        "steps": steps,
     }
 
 
@@ -251,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma list of {', '.join(PATHS)}, or all (default full)",
     )
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--step",
+        metavar="CHANGE",
+        help="with --out: also add these figures to the file's list of steps, as what CHANGE made them",
+    )
     parser.add_argument("--run", nargs=2, metavar=("PATH", "COUNT"), help="run one loop, without callgrind")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # this checkout's reactor and loadtests, whoever runs the script
@@ -270,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     if "floor" in figures and "full" in figures:
         print(f"full/floor: {figures['full'] / figures['floor']:.2f}")
     if args.out is not None:
-        args.out.write_text(json.dumps(_report(figures, argv), indent=2) + "\n")
+        # The steps so far are kept from the file being replaced.
+        steps = json.loads(args.out.read_text()).get("steps", []) if args.out.exists() else []
+        if args.step:
+            steps.append({"change": args.step, "instructions_per_request": figures})
+        args.out.write_text(json.dumps(_report(figures, argv, steps), indent=2) + "\n")
     return 0
 
 

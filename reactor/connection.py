@@ -522,8 +522,7 @@ class Connection:
     def _next_cycle(self) -> None:
         """The response is queued and may persist: wait for the next request."""
         self._move("keep-alive")
-        self.parser.start_next_cycle()
-        if self.parser.buffered:
+        if self.parser.start_next_cycle():  # the next request has begun
             self._move("data")
             self._started = self.loop.now
 
@@ -559,7 +558,7 @@ class Connection:
                 forwarded(request, self._trust)  # a trusted proxy names the client
                 self._shown = request.client[0]
             self.request = request
-            if request.has_body:
+            if request.chunked or request.content_length:  # request.has_body, without a call
                 self._move("head")
                 if request.expect_continue and not parser.buffered:
                     early = self.app.respond_early(request)

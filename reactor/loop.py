@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
+import select
 import selectors
 import signal
 import socket
@@ -46,6 +48,8 @@ __all__ = ["EVENT_READ", "EVENT_WRITE", "FileLike", "Loop", "Timer"]
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
+EPOLLIN = getattr(select, "EPOLLIN", 0)
+EPOLLOUT = getattr(select, "EPOLLOUT", 0)
 
 log = logging.getLogger("reactor.error")
 
@@ -134,6 +138,16 @@ class Loop:
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
+        # With epoll, run_once polls it itself and finds each handler in the
+        # selector's own table of keys (what EpollSelector.select does, less
+        # its list of (key, mask) pairs and a call per event); any other
+        # selector is used through select().
+        if type(self.selector) is getattr(selectors, "EpollSelector", None):
+            self._epoll: Any = self.selector._selector  # type: ignore[attr-defined]
+            self._keys: dict[int, selectors.SelectorKey] = self.selector._fd_to_key  # type: ignore[attr-defined]
+        else:
+            self._epoll = None
+            self._keys = {}
         self.time = time.monotonic
         #: The loop's clock, read once per pass; handlers use it to arm timers
         #: without another clock call.
@@ -316,10 +330,35 @@ class Loop:
             timeout = max(0.0, heap[0][0] - self.time())
         else:
             timeout = None
-        events = self.selector.select(timeout)
+        epoll = self._epoll
+        events: list[Any]  # (key, mask) pairs from select(), (fd, flags) from epoll
+        if epoll is None:
+            events = self.selector.select(timeout)
+        else:
+            try:
+                # epoll waits in whole milliseconds: round up, never wake early.
+                events = epoll.poll(
+                    -1 if timeout is None else math.ceil(timeout * 1e3) * 1e-3 if timeout > 0 else 0,
+                    len(self._keys) or 1,
+                )
+            except InterruptedError:
+                events = []
         self.now = now = self.time()
         self.iterations += 1
-        for key, mask in events:
+        keys = self._keys
+        event: Any
+        for event in events:
+            if epoll is None:
+                key, mask = event
+            else:
+                fd, flags = event
+                found = keys.get(fd)
+                if found is None:
+                    continue  # unregistered by a handler earlier in this pass
+                key = found
+                # As EpollSelector.select: an error or a hang-up is both.
+                mask = (EVENT_WRITE if flags & ~EPOLLIN else 0) | (EVENT_READ if flags & ~EPOLLOUT else 0)
+                mask &= key.events
             try:
                 key.data(mask)
             except (KeyboardInterrupt, SystemExit):

@@ -16,11 +16,12 @@ from loadtests.bench.page import DOCS_PAGE, write_docs
 from loadtests.bench.report import markdown
 from loadtests.bench.rounds import run_all
 from loadtests.bench.servers import DEFAULT_VENV, QUICK_SERVERS, SERVERS, Env, ensure_venv, snapshot_sources
-from loadtests.bench.wrk import ALL_WORKLOADS, WORKLOADS
+from loadtests.bench.wrk import ALL_WORKLOADS, WORKLOAD_ALIASES, WORKLOADS
 
 
-def _names(text: str, table: dict[str, Any], what: str) -> list[str]:
+def _names(text: str, table: dict[str, Any], what: str, aliases: dict[str, str] | None = None) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
+    names = [(aliases or {}).get(name, name) for name in names]
     unknown = [name for name in names if name not in table]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
@@ -44,9 +45,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workloads",
-        type=lambda text: _names(text, ALL_WORKLOADS, "workload"),
+        type=lambda text: _names(text, ALL_WORKLOADS, "workload", WORKLOAD_ALIASES),
         default=list(ALL_WORKLOADS),
-        help=f"comma list of workloads (default all: {','.join(ALL_WORKLOADS)})",
+        help=f"comma list of workloads (default all: {','.join(ALL_WORKLOADS)}; post is post-1k)",
     )
     parser.add_argument(
         "--idle",

@@ -97,6 +97,10 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
+#: Other names a workload answers to on the command line (``--workloads post``).
+WORKLOAD_ALIASES = {"post": "post-1k"}
+
+
 #: Workloads that are not a wrk run against every server: the big static file
 #: (reactor and nginx only, :mod:`~loadtests.bench.static`) and the memory of
 #: idle connections (:mod:`~loadtests.bench.idle`).

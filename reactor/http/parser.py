@@ -131,7 +131,7 @@ class RequestParser:
         "_left",
         "_body",
         "_counted",
-        "_eof",
+        "eof",
         "_error",
         "_line",
     )
@@ -152,7 +152,8 @@ class RequestParser:
         self._left = 0  # body or chunk data still to come
         self._body: bytes | bytearray = b""
         self._counted = 0  # bytes of the chunked body so far, framing included
-        self._eof = False
+        #: Whether the peer has closed its sending side (read it; the parser sets it).
+        self.eof = False
         self._error: ProtocolError | None = None
         self._line: str | None = None  # this cycle's request line, once it matched
 
@@ -161,7 +162,7 @@ class RequestParser:
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the peer; ``b""`` means the peer will send no more."""
         if not data:
-            self._eof = True
+            self.eof = True
             return
         buf = self._buf
         if not buf:
@@ -188,11 +189,6 @@ class RequestParser:
         return len(self._buf) - self._pos
 
     @property
-    def eof(self) -> bool:
-        """Whether the peer has closed its sending side."""
-        return self._eof
-
-    @property
     def in_message(self) -> bool:
         """Whether part of a request has arrived and its cycle is not over."""
         return self._phase is not _HEAD or bool(self._buf)
@@ -203,13 +199,16 @@ class RequestParser:
         closing now cannot leave unread input behind."""
         return self._phase is _DONE and not self._buf
 
-    def start_next_cycle(self) -> None:
-        """After the response to the current request is out, parse the next one."""
+    def start_next_cycle(self) -> bool:
+        """After the response to the current request is out, parse the next
+        one; whether some of it is buffered already (as :attr:`buffered`
+        would say, without another call)."""
         if self._phase is not _DONE:
             raise RuntimeError(f"can't start a new cycle while reading the {self._phase.value}")
         self._phase = _HEAD
         self._request = None
         self._line = None
+        return len(self._buf) > self._pos
 
     # -- events ------------------------------------------------------------
 
@@ -246,7 +245,7 @@ class RequestParser:
     def _read_head(self) -> Request | Event:
         buf = self._buf
         if not buf:
-            return CLOSED if self._eof else NEED_DATA
+            return CLOSED if self.eof else NEED_DATA
         pos = self._pos
         first = buf[pos]
         if not REQUEST_START[first]:
@@ -268,7 +267,7 @@ class RequestParser:
         end = buf.find(b"\r\n\r\n", scan) if scan else buf.find(b"\r\n\r\n")
         if end == -1:
             self._check_incomplete_head(buf, pos, pos + seen)
-            if self._eof:
+            if self.eof:
                 raise BadRequest("connection closed in the middle of a request head")
             return NEED_DATA
 
@@ -565,7 +564,7 @@ class RequestParser:
             body += piece
 
     def _need_body(self) -> Event:
-        if self._eof:
+        if self.eof:
             raise BadRequest("connection closed in the middle of a request body")
         return NEED_DATA
 

@@ -382,6 +382,26 @@ def _check_name(name: str) -> None:
         _valid_names.add(name)  # most names repeat: check each once
 
 
+#: The parts of common heads, by their one field ``(name, value)``: at 0, that
+#: field's line (encoded), and by status, the status line. A field gets here
+#: only once it has been checked, so a head made from these parts needs no
+#: check. Bounded; what is kept are the handlers' own fields, the same for
+#: every client (the ``Date`` line is added to each head as it is sent).
+_heads: dict[tuple[str, str], dict[int, bytes]] = {}
+_MAX_HEADS = 256
+
+
+def _remember_head(field: tuple[str, str], status: int, status_line: bytes, line: str) -> None:
+    if field.__class__ is not tuple or field[1].__class__ is not str or len(field[1]) > _CACHED_VALUE_CHARS:
+        return
+    try:
+        encoded = line.encode("latin-1")
+    except UnicodeEncodeError:
+        return  # refused by the caller, below
+    parts = _heads.setdefault(field, {0: encoded})
+    parts[status] = status_line
+
+
 def encode_head(
     response: Response,
     content_length: int | None,
@@ -405,18 +425,39 @@ def encode_head(
         LocalProtocolError: a header name, value or reason that would corrupt
             the framing.
     """
+    headers = response.headers
+    if len(headers) == 1 and keep_alive and content_length is not None and not http10_keep_alive:
+        # The common answer (one field, a length, kept alive) from parts
+        # made once: the status line and that field line, checked then.
+        field = headers[0]
+        parts = _heads.get(field) if response.reason is None and field[1].__class__ is str else None
+        if parts is not None:
+            status_line = parts.get(response.status)
+            if status_line is not None:
+                line = parts[0]
+                return b"%b%b%bContent-Length: %d\r\n\r\n" % (status_line, _date.get(), line, content_length)
     status_line = _STATUS_LINES.get(response.status) if response.reason is None else None
     if status_line is None:
         status_line = _status_line(response.status, response.reason)
     fields = []
     valid_names = _valid_names
     valid_values = _valid_values
-    for name, value in response.headers:
+    for name, value in headers:
         if name not in valid_names:
             _check_name(name)
         if value.__class__ is not str or value not in valid_values:
             _check_value(name, value)
         fields.append(f"{name}: {value}\r\n")
+    if (
+        len(fields) == 1
+        and keep_alive
+        and content_length is not None
+        and not http10_keep_alive
+        and response.reason is None
+        and status_line is _STATUS_LINES.get(response.status)
+        and len(_heads) < _MAX_HEADS
+    ):
+        _remember_head(headers[0], response.status, status_line, fields[0])
     if content_length is not None:
         fields.append(f"Content-Length: {content_length}\r\n")
     elif chunked:

@@ -63,3 +63,20 @@ def test_the_benchmarks_page_is_what_its_results_file_makes() -> None:
         "docs/benchmarks.md differs from what docs/benchmarks.json makes: "
         "re-make it with python3 -m loadtests.bench --report docs/benchmarks.json"
     )
+
+
+def test_the_workloads_the_benchmark_is_run_with_are_known() -> None:
+    # The command docs/benchmarks.md and the lead run: post is the 1 KiB POST,
+    # pipelined the 16-deep pipeline, each a wrk run with its own Lua script.
+    from loadtests.bench.__main__ import parse_args
+    from loadtests.bench.wrk import PIPELINE_DEPTH, WORKLOADS
+
+    workloads = "keepalive,close,post,pipelined"
+    args = parse_args(["--servers", "reactor,uvicorn-uvloop", "--workloads", workloads])
+    assert args.workloads == ["keepalive", "close", "pipelined", "post-1k"]
+    post, pipelined = WORKLOADS["post-1k"], WORKLOADS["pipelined"]
+    assert post.lua is not None and 'string.rep("x", 1024)' in post.lua and post.expect_body == b"x" * 1024
+    assert pipelined.lua is not None and f"for i = 1, {PIPELINE_DEPTH} do" in pipelined.lua
+    assert PIPELINE_DEPTH == 16
+    with pytest.raises(SystemExit):
+        parse_args(["--workloads", "keepalive,nosuch"])

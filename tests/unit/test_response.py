@@ -158,3 +158,28 @@ def test_the_cache_of_checked_values_is_bounded() -> None:
     # A value in the cache is still refused in a name the server owns.
     with pytest.raises(LocalProtocolError, match="set by the server"):
         Response(headers=[("Server", '"1"')])
+
+
+def test_a_head_from_cached_parts_is_the_head_built_in_full() -> None:
+    # The second head of a kind comes from parts kept by the first: the same
+    # bytes, whatever the status, and still checked when a field changes.
+    first = encode_head(Response(b"ok", 201, content_type="text/x-one"), 2, keep_alive=True)
+    again = encode_head(Response(b"okay", 201, content_type="text/x-one"), 4, keep_alive=True)
+    assert again == first.replace(b"Content-Length: 2", b"Content-Length: 4")
+    other = encode_head(Response(b"ok", 404, content_type="text/x-one"), 2, keep_alive=True)
+    assert other.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert b"Content-Type: text/x-one\r\nContent-Length: 2\r\n\r\n" in other
+    closing = encode_head(Response(b"ok", 201, content_type="text/x-one"), 2, keep_alive=False)
+    assert closing.endswith(b"Content-Length: 2\r\nConnection: close\r\n\r\n")
+    changed = Response(b"ok", 201, content_type="text/x-one")
+    changed.headers[0] = ("Content-Type", "text/x-one\r\nX-Injected: 1")
+    with pytest.raises(LocalProtocolError):
+        encode_head(changed, 2, keep_alive=True)
+
+
+def test_the_cache_of_head_parts_is_bounded() -> None:
+    from reactor.http import response as module
+
+    for i in range(1000):
+        encode_head(Response(b"", content_type=f"text/x-{i}"), 0, keep_alive=True)
+    assert len(module._heads) <= module._MAX_HEADS
