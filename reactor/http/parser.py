@@ -211,6 +211,14 @@ class RequestParser:
         self._request = None
         self._line = None
 
+    def take_rest(self) -> bytes:
+        """Hand over the received bytes not parsed yet, and forget them: after
+        an upgrade they are the new protocol's first bytes."""
+        rest = bytes(memoryview(self._buf)[self._pos :])
+        self._buf = b""
+        self._pos = 0
+        return rest
+
     # -- events ------------------------------------------------------------
 
     def next_event(self) -> Request | Event:
