@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Broadcast", "EventStream", "PushStream", "StreamClosed", "format_event"]
 
 
-S = TypeVar("S", bound="PushStream")
+S = TypeVar("S", bound="PushStream | Socket")
 
 
 class StreamClosed(Exception):
