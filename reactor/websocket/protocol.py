@@ -274,6 +274,9 @@ class WebSocket:
         try:
             events = self._reader.feed(data)
         except WebSocketError as exc:
+            # The reader keeps the error to raise it again; its traceback would
+            # hold this frame, and so this socket, in a cycle with the reader.
+            exc.__traceback__ = None
             # What the client sent correctly before the violation is still handled.
             self._handle(exc.events)
             if self.state is not CLOSED:
