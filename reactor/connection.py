@@ -648,6 +648,7 @@ class Connection:
             self._timer.release()
             self._timer = None
         rest = self.parser.take_rest()  # the client may have sent its first frames already
+        self.parser = _upgraded_parser(self.config)  # nothing more is parsed: one shared, idle parser
         protocol = upgrade.start(self)
         transport.set_protocol(protocol)
         if rest:
@@ -963,6 +964,17 @@ class _Streaming:
         self.sent = 0  # body bytes so far
         self.head = head  # the response's head, as written (to tell whether it has left)
         self.route = route  # method and route, for the error log
+
+
+# The parser every upgraded connection holds instead of its own: it never
+# sees a byte, so one (made with the first config that needs it) serves all.
+_UPGRADED_PARSER: list[RequestParser] = []
+
+
+def _upgraded_parser(config: Config) -> RequestParser:
+    if not _UPGRADED_PARSER:
+        _UPGRADED_PARSER.append(RequestParser(config))
+    return _UPGRADED_PARSER[0]
 
 
 def _release(body: object) -> None:

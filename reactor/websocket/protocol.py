@@ -171,7 +171,8 @@ class WebSocket:
         self._close_timer: Timer | None = None
         self._code = _ABNORMAL  # what on_close reports, unless a Close says otherwise
         self._reason = ""
-        self._watchers: list[Callable[[WebSocket], object]] | None = None
+        # on_close callbacks: one (the common case: a broadcast), a list of more, or None.
+        self._watchers: Callable[[WebSocket], object] | list[Callable[[WebSocket], object]] | None = None
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.state.name} {escape(self.request.path)}>"
@@ -226,9 +227,13 @@ class WebSocket:
         if self.state is CLOSED:
             callback(self)
             return
-        if self._watchers is None:
-            self._watchers = []
-        self._watchers.append(callback)
+        watchers = self._watchers
+        if watchers is None:
+            self._watchers = callback
+        elif isinstance(watchers, list):
+            watchers.append(callback)
+        else:
+            self._watchers = [watchers, callback]
 
     @property
     def buffered(self) -> int:
@@ -328,7 +333,7 @@ class WebSocket:
         try:
             self._call("on_close", self._code, self._reason)
             watchers, self._watchers = self._watchers, None
-            for callback in watchers or ():
+            for callback in watchers if isinstance(watchers, list) else (watchers,) if watchers else ():
                 callback(self)
         finally:
             self.connection.connection_lost(exc)

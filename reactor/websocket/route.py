@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from ..http.request import Request
+from ..http.request import Headers, Request
 from ..http.response import Response, status_text
 from ..log import error_log, escape
 from .deflate import negotiate as deflate_negotiate
@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from .protocol import Upgraded
 
 __all__ = ["Upgrade", "WebSocketRoute"]
+
+
+# Fields of the handshake that it consumed (lower-case, as Headers keeps names).
+_CONSUMED = frozenset(
+    (
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    )
+)
 
 
 class Upgrade(Response):
@@ -121,10 +134,18 @@ class _Starter:
 
     def __call__(self, connection: Upgraded) -> WebSocket:
         handshake = self.handshake
+        request = self.request
+        # The socket keeps its request for the handler (ws.request), but not the
+        # fields the handshake consumed: what they chose is on the socket itself,
+        # and an idle WebSocket should not pay a few hundred bytes for them.
+        fields = request.headers.items()
+        kept = [field for field in fields if field[0] not in _CONSUMED]
+        if len(kept) != len(fields):
+            request.headers = Headers(kept[:])  # the copy is sized exactly; the comprehension's is not
         return WebSocket(
             connection,
             self.factory(),
-            self.request,
+            request,
             max_message=self.max_message,
             subprotocol=handshake.subprotocol,
             origin=handshake.origin,
