@@ -393,3 +393,27 @@ def test_broadcast_reaches_sse_streams_and_websockets(serve: Serve, recorder: Re
         assert time.monotonic() < deadline, "a closed socket stayed subscribed"
         time.sleep(0.01)
     sse.close()
+
+
+def test_open_websockets_are_counted_in_the_metrics(serve: Serve, recorder: Recorder) -> None:
+    from reactor.metrics import prometheus_text
+
+    running = serve(ws_app(recorder))
+    sockets = [RawWebSocket(running.address) for _ in range(2)]
+    for ws in sockets:
+        ws.open("/echo/m")
+    deadline = time.monotonic() + 5
+    while 'reactor_connections{state="upgraded"} 2' not in running.call(
+        lambda: prometheus_text(running.server)
+    ):
+        assert time.monotonic() < deadline, running.call(lambda: prometheus_text(running.server))
+        time.sleep(0.02)
+    for ws in sockets:
+        ws.close()
+        assert ws.closed_by_server()
+    deadline = time.monotonic() + 5
+    while 'reactor_connections{state="upgraded"} 0' not in running.call(
+        lambda: prometheus_text(running.server)
+    ):
+        assert time.monotonic() < deadline, "closed WebSockets are still counted"
+        time.sleep(0.02)
