@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", default=["*"], help="case patterns (default: all)")
     parser.add_argument("--exclude", nargs="*", default=[], help="case patterns to leave out")
+    parser.add_argument(
+        "--doc", action="store_true", help="write the table into docs/websockets.md even for a subset"
+    )
     args = parser.parse_args(argv)
     reason = install()
     if reason is not None:
@@ -146,8 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     table = summary(results)
     print(table)
-    if args.cases == ["*"] and not args.exclude:
-        write_doc(table, "python -m loadtests.autobahn", seconds)
+    if (args.cases == ["*"] and not args.exclude) or args.doc:
+        command = "python -m loadtests.autobahn" + "".join(
+            f" {flag} {' '.join(values)}"
+            for flag, values, default in (("--cases", args.cases, ["*"]), ("--exclude", args.exclude, []))
+            if values != default
+        )
+        write_doc(table, command + (" --doc" if args.doc else ""), seconds)
     bad = failures(results)
     if bad:
         print(f"not OK outside 9.*: {', '.join(sorted(bad, key=_case_key))}", file=sys.stderr)
