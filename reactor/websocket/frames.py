@@ -56,6 +56,7 @@ __all__ = [
     "frame",
     "is_valid_close_code",
     "mask",
+    "parse_close",
     "ping",
     "pong",
     "text",
@@ -311,6 +312,22 @@ class Reader:
                 events.append(event)
                 if self._closed:
                     return pos
+                continue
+            if b0 & 0xC0 == 0x80 and opcode and end - pos >= head + length:
+                # The common case, taken whole: a message in one frame,
+                # uncompressed, all of it here (so there is nothing to fail
+                # fast on, and one decode of the payload suffices).
+                if length > self.max_frame or length > self.max_message:
+                    raise WebSocketError(_TOO_BIG, f"message of {length} bytes over the limit")
+                payload = mask(view[pos + head : pos + head + length], key)
+                pos += head + length
+                if opcode == Opcode.TEXT:
+                    try:
+                        events.append(Message(payload.decode("utf-8")))
+                    except UnicodeDecodeError:
+                        raise WebSocketError(_INVALID_DATA, "text message is not valid UTF-8") from None
+                else:
+                    events.append(Message(payload))
                 continue
             self._start_frame(b0, opcode, length)
             self._key = key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 import zlib
 
 import pytest
@@ -183,8 +184,16 @@ def test_client_no_context_takeover_drops_the_decompressor() -> None:
 def test_a_decompression_bomb_is_cut_at_the_limit(mode: str) -> None:
     bomb = client_compress([b"\x00" * (64 << 20)])[0]  # 64 MiB in about 64 KiB
     assert len(bomb) < 100_000
-    run = feed(cf(Opcode.BINARY, bomb, rsv=4), mode, max_message=1 << 20, deflate=Deflate())
+    raw = cf(Opcode.BINARY, bomb, rsv=4)
+    tracemalloc.start()
+    try:
+        run = feed(raw, mode, max_message=1 << 20, deflate=Deflate())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert run.error is not None and run.error.code == CloseCode.TOO_BIG
+    # Never more than the limit decompressed at once (and the pieces around it).
+    assert peak < 4 << 20, f"{peak} bytes at the peak"
 
 
 def test_decompress_is_bounded_exactly() -> None:
