@@ -419,10 +419,11 @@ class Heartbeat:
     first. One timer, released when both are empty, serves them all.
     """
 
-    __slots__ = ("loop", "interval_s", "timeout_s", "quiet", "pinged", "_timer", "_armed_for", "__weakref__")
+    __slots__ = ("_loop", "interval_s", "timeout_s", "quiet", "pinged", "_timer", "_armed_for", "__weakref__")
 
     def __init__(self, loop: Loop, interval_s: float, timeout_s: float) -> None:
-        self.loop = loop
+        # Weakly: the heartbeat is the value of a weak-keyed dict whose key is the loop.
+        self._loop = weakref.ref(loop)
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.quiet: dict[WebSocket, None] = {}
@@ -435,7 +436,7 @@ class Heartbeat:
 
     def heard(self, ws: WebSocket) -> None:
         """``ws`` sent something: to the end of the quiet queue."""
-        ws.seen = now = self.loop.now
+        ws.seen = now = ws.loop.now
         quiet = self.quiet
         if quiet.pop(ws, _ABSENT) is _ABSENT:
             self.pinged.pop(ws, None)
@@ -453,7 +454,9 @@ class Heartbeat:
     def _arm(self, when: float) -> None:
         timer = self._timer
         if timer is None:
-            timer = self._timer = self.loop.timer(self._expire)
+            loop = self._loop()
+            assert loop is not None  # a socket of this loop is open
+            timer = self._timer = loop.timer(self._expire)
         timer.reset(when)
         self._armed_for = when
 
@@ -464,7 +467,9 @@ class Heartbeat:
         self._armed_for = 0.0
 
     def _expire(self) -> None:
-        now = self.loop.now
+        loop = self._loop()
+        assert loop is not None  # it is running this timer
+        now = loop.now
         self._armed_for = 0.0
         quiet, pinged = self.quiet, self.pinged
         late = []
@@ -496,15 +501,22 @@ class Heartbeat:
             self._release()
 
 
-# One heartbeat per loop (a server has one loop), made with its first WebSocket.
-_HEARTBEATS: weakref.WeakKeyDictionary[Loop, Heartbeat] = weakref.WeakKeyDictionary()
+# One heartbeat per loop and (interval, timeout): a server has one loop and one
+# config, so in practice one heartbeat, made with its first WebSocket.
+_HEARTBEATS: weakref.WeakKeyDictionary[Loop, dict[tuple[float, float], Heartbeat]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def heartbeat_for(loop: Loop, config: Config) -> Heartbeat:
-    """The shared :class:`Heartbeat` of ``loop``, with ``config``'s ping interval and timeout."""
-    beat = _HEARTBEATS.get(loop)
+    """The shared :class:`Heartbeat` of ``loop`` for ``config``'s ping interval and timeout."""
+    beats = _HEARTBEATS.get(loop)
+    if beats is None:
+        beats = _HEARTBEATS[loop] = {}
+    key = (config.ws_ping_interval_s, config.ws_ping_timeout_s)
+    beat = beats.get(key)
     if beat is None:
-        beat = _HEARTBEATS[loop] = Heartbeat(loop, config.ws_ping_interval_s, config.ws_ping_timeout_s)
+        beat = beats[key] = Heartbeat(loop, *key)
     return beat
 
 
