@@ -98,6 +98,9 @@ SCENARIOS: dict[str, Scenario] = {
         "loadtests.hello:app", "/", 300, 100.0, 100.0, "hundreds of idle kept-alive users, 5 busy ones"
     ),
     "churn": Scenario("loadtests.hello:app", "/", 10, 10.0, 50.0, "GET / on a new connection each time"),
+    "websocket": Scenario(
+        "loadtests.ws_apps:app", "/", 200, 50.0, 100.0, "held WebSockets on /ws/echo, 5 sending back to back"
+    ),
 }
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .static import StaticFiles
     from .streams import Broadcast, EventStream, PushStream, StreamClosed
     from .transport import Transport
+    from .websocket.protocol import WebSocket, WebSocketClosed
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,8 @@ _HOMES = {
     "PushStream": ".streams",
     "StreamClosed": ".streams",
     "Transport": ".transport",
+    "WebSocket": ".websocket.protocol",
+    "WebSocketClosed": ".websocket.protocol",
 }
 
 __all__ = [
@@ -77,6 +80,8 @@ __all__ = [
     "Timer",
     "Transport",
     "UploadedFile",
+    "WebSocket",
+    "WebSocketClosed",
     "__version__",
     "to_response",
 ]

@@ -23,6 +23,13 @@ the app knows gets 501 (see :meth:`App.knows`). ``HEAD`` is answered by the
 ``GET`` handler (the connection sends the headers alone), and ``OPTIONS`` gets
 the ``Allow`` list unless a handler is registered for it.
 
+:meth:`App.websocket` adds a WebSocket route (RFC 6455): the ``GET`` of its
+path runs the opening handshake, and an accepted socket calls its handler's
+``on_open(ws)``, ``on_message(ws, data)``, ``on_close(ws, code, reason)`` and
+``on_drain(ws)`` on the loop thread (see :mod:`reactor.websocket`). An
+``Upgrade: websocket`` request to any other route is answered as a plain
+request (RFC 9110 §7.8: the upgrade is optional).
+
 A handler that raises :class:`~reactor.http.errors.HTTPError` answers with its
 status, a one-line text body and its headers (``raise HTTPError(404, "no such
 item")``); :meth:`Request.json <reactor.http.request.Request.json>` raises one
@@ -50,6 +57,7 @@ from .http.response import Response, status_text
 from .log import error_log, escape
 from .static import StaticFiles
 from .streams import EventStream, PushStream
+from .websocket.route import WebSocketRoute
 
 if TYPE_CHECKING:
     from .server import Server
@@ -138,6 +146,7 @@ class App:
         self._static: list[StaticFiles] = []
         # Set from the server's Config on attach (None: responses go as they are).
         self._compress: Gzip | None = None
+        self._websockets: list[WebSocketRoute] = []
 
     def attach(self, server: Server) -> None:
         """Called by the :class:`~reactor.server.Server` that serves this app."""
@@ -148,6 +157,8 @@ class App:
             self._compress = None
             for handler in self._static:
                 handler.gzip_static = False
+        for route in self._websockets:
+            route.config = config
         for hook in self._attach_hooks:
             hook(server)
 
@@ -198,6 +209,69 @@ class App:
             self.add_route(path, handler, methods)
             return handler
 
+        return register
+
+    def websocket(
+        self,
+        path: str,
+        handler: Callable[[], Any] | None = None,
+        *,
+        on_open: Callable[..., object] | None = None,
+        on_message: Callable[..., object] | None = None,
+        on_close: Callable[..., object] | None = None,
+        on_drain: Callable[..., object] | None = None,
+        subprotocols: Iterable[str] = (),
+        origins: str | Iterable[str] | None = None,
+        max_message: int | None = None,
+        compression: bool = True,
+    ) -> Any:
+        """Serve WebSockets at ``path`` (path parameters work as in :meth:`route`).
+
+        Either decorate a class (or any factory) whose instances handle one
+        socket each, with any of ``on_open(ws)``, ``on_message(ws, data)``,
+        ``on_close(ws, code, reason)`` and ``on_drain(ws)``::
+
+            @app.websocket("/echo")
+            class Echo:
+                def on_message(self, ws, data):
+                    ws.send(data)
+
+        or pass the callbacks themselves (``app.websocket("/echo",
+        on_message=echo)``), shared by every socket. ``subprotocols`` are the
+        ones the route speaks, most preferred first; ``origins`` the allowed
+        ``Origin`` values (default: the server's ``ws_origins``);
+        ``max_message`` the largest message in bytes (default:
+        ``ws_max_message_bytes``); ``compression`` whether to accept
+        permessage-deflate.
+
+        Raises:
+            ValueError: as :meth:`add_route` (the path's GET is taken).
+        """
+        callbacks = {
+            name: callback
+            for name, callback in (
+                ("on_open", on_open),
+                ("on_message", on_message),
+                ("on_close", on_close),
+                ("on_drain", on_drain),
+            )
+            if callback is not None
+        }
+
+        def register(factory: Callable[[], Any]) -> Any:
+            route = WebSocketRoute(factory, subprotocols, origins, max_message, compression)
+            self.add_route(path, route, methods=("GET",))
+            self._websockets.append(route)
+            return factory
+
+        if callbacks:
+            if handler is not None:
+                raise TypeError("give a handler factory or callbacks, not both")
+            shared = _Callbacks(callbacks)
+            register(lambda: shared)
+            return shared
+        if handler is not None:
+            return register(handler)
         return register
 
     def static(self, prefix: str, directory: str | os.PathLike[str], **options: Any) -> StaticFiles:
@@ -287,6 +361,14 @@ class App:
 
     def __call__(self, request: Request) -> Response:
         return self.handle(request)
+
+
+class _Callbacks:
+    """The handler of a route given its callbacks: one object shared by every socket."""
+
+    def __init__(self, callbacks: Mapping[str, Callable[..., object]]) -> None:
+        for name, callback in callbacks.items():
+            setattr(self, name, callback)  # an instance attribute: called as callback(ws, ...)
 
 
 def _error_response(request: Request, error: HTTPError) -> Response:

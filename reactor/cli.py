@@ -156,6 +156,20 @@ _CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
         positive_float,
         "log handlers that block the loop longer, seconds",
     ),
+    (
+        "--ws-max-message",
+        "ws_max_message_bytes",
+        positive_int,
+        "largest WebSocket message, bytes (1009 above)",
+    ),
+    (
+        "--ws-ping-interval",
+        "ws_ping_interval_s",
+        positive_float,
+        "seconds before a quiet WebSocket is pinged",
+    ),
+    ("--ws-ping-timeout", "ws_ping_timeout_s", positive_float, "seconds a WebSocket ping may go unanswered"),
+    ("--ws-close-timeout", "ws_close_timeout_s", positive_float, "seconds to wait for a WebSocket Close"),
 ]
 
 
@@ -284,6 +298,12 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.handshake_timeout_s,
         help=f"seconds from accept to the end of the TLS handshake (default {defaults.handshake_timeout_s})",
     )
+    parser.add_argument(
+        "--ws-origins",
+        metavar="LIST",
+        default=None,
+        help="Origin values allowed to open WebSockets (comma-separated; default: any)",
+    )
     limits = parser.add_argument_group("limits and timeouts")
     for flag, field, kind, text in _CONFIG_FLAGS:
         default = getattr(defaults, field)
@@ -330,6 +350,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             cert_reqs=args.cert_reqs,
             ssl_ciphers=args.ssl_ciphers,
             handshake_timeout_s=args.handshake_timeout_s,
+            ws_origins=args.ws_origins,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
     except ValueError as exc:

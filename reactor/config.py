@@ -151,6 +151,21 @@ class Config:
     #: says nothing is cut here. 10 s, as the header deadline that follows it
     #: (nginx's ssl_handshake_timeout is 60 s; uvicorn has none).
     handshake_timeout_s: float = 10.0
+    # -- WebSockets (reactor/websocket/, docs/websockets.md) -----------------
+    #: The largest message a client may send (the frames of a fragmented one
+    #: together); over it: Close 1009. 1 MiB, as the ``websockets`` library.
+    ws_max_message_bytes: int = 1048576
+    #: A WebSocket not heard from this long is pinged (one shared timer for
+    #: every socket); 20 s, as the ``websockets`` library, below the 60 s
+    #: idle timeout of common load balancers.
+    ws_ping_interval_s: float = 20.0
+    #: A ping not answered within this cuts the connection.
+    ws_ping_timeout_s: float = 20.0
+    #: After the server sends a Close, how long it waits for the client's.
+    ws_close_timeout_s: float = 10.0
+    #: Allowed ``Origin`` values of WebSocket handshakes, comma-separated
+    #: (``https://example.com``); others get 403. None: any origin.
+    ws_origins: str | None = None
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied."""

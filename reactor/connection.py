@@ -20,6 +20,7 @@ refuses any move the table does not hold::
     WRITING ──push────> PUSHING   ──end──> WRITING     (a push stream)
     WRITING ──keep-alive──> IDLE
     WRITING ──last──> CLOSING ──close──> CLOSED        (the output is out)
+    WRITING ──upgrade──> UPGRADED ──close──> CLOSED    (a 101: the WebSocket's now)
     READING_* ──reject──> CLOSING                      (a 4xx, then close)
     STREAMING, PUSHING ──fail──> CLOSING               (a 500, or cut short)
     any state ──close (error, timeout, peer gone, shutdown)──> CLOSED
@@ -45,6 +46,13 @@ first, under one shared timer (an idle connection then costs a dict entry,
 not a timer, its heap entry and its deadline). The write timeout is the
 transport's.
 
+An accepted WebSocket handshake (the app answers with a
+:class:`~reactor.websocket.route.Upgrade`) writes the ``101``, moves to
+``UPGRADED`` and hands the transport to the WebSocket protocol
+(:mod:`reactor.websocket.protocol`) with the bytes already buffered behind the
+request head; the connection reads nothing more and keeps no timer, but stays
+in the server's registry until the WebSocket calls its ``connection_lost``.
+
 Pipelined requests that are already buffered are answered in order in the
 same callback, their responses coalesced into one ``send`` by the transport.
 """
@@ -52,7 +60,7 @@ same callback, their responses coalesced into one ``send`` by the transport.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .http.bodies import Producer, producer_for
 from .http.errors import LocalProtocolError, ProtocolError
@@ -73,6 +81,7 @@ from .http.response import (
 )
 from .log import access, access_log, error_log, escape
 from .proxy import ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
+from .websocket.route import Upgrade
 
 if TYPE_CHECKING:
     from .config import Config
@@ -100,6 +109,7 @@ class State(enum.Enum):
     WRITING = "writing"
     STREAMING = "streaming"
     PUSHING = "pushing"
+    UPGRADED = "upgraded"
     CLOSING = "closing"
     CLOSED = "closed"
 
@@ -117,6 +127,7 @@ STREAMING = State.STREAMING
 PUSHING = State.PUSHING
 CLOSING = State.CLOSING
 CLOSED = State.CLOSED
+UPGRADED = State.UPGRADED
 
 #: Every allowed move: ``(state, event) -> next state``. ``docs/state-machine.md``
 #: draws its diagram from this table.
@@ -144,6 +155,8 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (STREAMING, "close"): CLOSED,
     (PUSHING, "close"): CLOSED,
     (CLOSING, "close"): CLOSED,
+    (WRITING, "upgrade"): UPGRADED,
+    (UPGRADED, "close"): CLOSED,
 }
 
 # The same moves, numbered: (state, event) -> (next state, its number). Each
@@ -605,6 +618,8 @@ class Connection:
             error_log.exception("handler failed for %s %s", request.method, escape(request.path))
             response = _plain(500)
         now = time()
+        if response.__class__ is Upgrade:
+            return self._upgrade(request, response, now)
         if now - started > self.config.watchdog_threshold_s:
             # The watchdog: a handler runs on the loop, so while it ran,
             # every other connection waited. That wait is the loop's lag, and
@@ -620,6 +635,28 @@ class Connection:
                 (now - started) * 1000,
             )
         return self._send_response(request, response, True, now)
+
+    def _upgrade(self, request: Request, upgrade: Upgrade, now: float) -> bool:
+        """Switch protocols (a WebSocket handshake the app accepted), or send its refusal."""
+        if upgrade.start is None or upgrade.head is None or not self.owner.accepting:
+            # Refused (or shutting down): an ordinary answer, then close.
+            refusal = upgrade if upgrade.start is None else _plain(503)
+            return self._send_response(request, refusal, False, now)
+        transport = self.transport
+        transport.write(upgrade.head)
+        self.request = None
+        self._record(request, 101, 0, now)
+        self._move("upgrade")
+        if self._timer is not None:
+            self._timer.release()
+            self._timer = None
+        rest = self.parser.take_rest()  # the client may have sent its first frames already
+        self.parser = _upgraded_parser(self.config)  # nothing more is parsed: one shared, idle parser
+        protocol = upgrade.start(self)
+        transport.set_protocol(protocol)
+        if rest:
+            protocol.data_received(rest)
+        return False
 
     def _send_response(
         self, request: Request, response: Response, keep_alive: bool = True, now: float | None = None
@@ -850,6 +887,8 @@ class Connection:
         elif state is PUSHING:
             assert self._body is not None
             self._body.producer.body.close()
+        elif state is UPGRADED:
+            cast(Any, transport.protocol).shutdown()  # the WebSocket: Close 1001
 
 
 class ProxyProtocolReader:
@@ -928,6 +967,17 @@ class _Streaming:
         self.sent = 0  # body bytes so far
         self.head = head  # the response's head, as written (to tell whether it has left)
         self.route = route  # method and route, for the error log
+
+
+# The parser every upgraded connection holds instead of its own: it never
+# sees a byte, so one (made with the first config that needs it) serves all.
+_UPGRADED_PARSER: list[RequestParser] = []
+
+
+def _upgraded_parser(config: Config) -> RequestParser:
+    if not _UPGRADED_PARSER:
+        _UPGRADED_PARSER.append(RequestParser(config))
+    return _UPGRADED_PARSER[0]
 
 
 def _release(body: object) -> None:

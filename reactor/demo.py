@@ -2,7 +2,10 @@
 
 A small static site (``reactor/site/``, package data) served by
 :class:`~reactor.static.StaticFiles` at ``/``, whose script shows live figures
-from ``/api/info``, plus a few JSON routes and two event streams.
+from ``/api/info``, plus a few JSON routes and two event streams, and
+WebSockets: an echo at ``/ws/echo`` (the endpoint the Autobahn|Testsuite run
+uses) and the chat at ``/ws/chat``, which joins the same broadcast as the
+chat's event stream.
 """
 
 from __future__ import annotations
@@ -19,11 +22,20 @@ from .broker import Broker
 from .http.request import Request
 from .http.response import Response
 from .streams import Broadcast, EventStream, format_event
+from .websocket.protocol import WebSocket
 
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["CHAT_CHANNEL", "CHAT_HISTORY_BYTES", "CHAT_HISTORY_MESSAGES", "SITE", "Demo", "make_demo"]
+__all__ = [
+    "CHAT_CHANNEL",
+    "CHAT_HISTORY_BYTES",
+    "CHAT_HISTORY_MESSAGES",
+    "ECHO_MAX_MESSAGE_BYTES",
+    "SITE",
+    "Demo",
+    "make_demo",
+]
 
 #: The demo site: HTML, CSS, JavaScript and an image, packaged with reactor.
 SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")
@@ -36,6 +48,8 @@ CHAT_HISTORY_MESSAGES = 100
 CHAT_HISTORY_BYTES = 64 << 10
 #: The Redis channel of the chat, with ``--broker``.
 CHAT_CHANNEL = "reactor:chat"
+#: The largest message ``/ws/echo`` takes: Autobahn's 9.* cases send up to 16 MiB.
+ECHO_MAX_MESSAGE_BYTES = 16 << 20
 #: An event id is the decimal message number: longer ``Last-Event-ID`` values
 #: are bogus and get the whole history, as unparsable ones do.
 _MAX_ID_DIGITS = 20
@@ -75,6 +89,8 @@ class Demo(App):
         self.add_route("/events/clock", self.clock_events)
         self.add_route("/events/chat", self.chat_events)
         self.add_route("/chat", self.chat_post, methods=["POST"])
+        self.websocket("/ws/echo", on_message=_echo, max_message=ECHO_MAX_MESSAGE_BYTES)
+        self.websocket("/ws/chat", on_open=self._chat_joined, on_message=self._chat_said)
         live.mount(self)
         # Last: exact routes win anyway, but patterns are tried in the order
         # they were added, and "/{path:path}" matches every path.
@@ -181,6 +197,17 @@ class Demo(App):
             reply["broker"] = "refused" if not forwarded else "sent" if connected else "queued"
         return Response.json(reply, headers=_NO_STORE)
 
+    def _chat_joined(self, ws: WebSocket) -> None:
+        """A WebSocket chat client: it gets what the event-stream clients get."""
+        self.chat.add(ws)
+
+    def _chat_said(self, ws: WebSocket, data: str | bytes) -> None:
+        """A message sent over a WebSocket is posted as ``POST /chat`` posts it."""
+        body = data.encode() if isinstance(data, str) else data
+        self._chat_deliver(body)
+        if self.broker is not None:
+            self.chat.forward(body)
+
     def _chat_received(self, data: bytes) -> None:
         """A message posted to another process: numbered here, as a local one is."""
         self._chat_deliver(data)
@@ -192,7 +219,7 @@ class Demo(App):
         text = body.decode("utf-8", "replace")
         frame = format_event(text, event="message", id=str(self._chat_id))
         self._remember(self._chat_id, frame)
-        return self.chat.send(frame)
+        return self.chat.deliver(frame, text)  # the event to streams, the text to WebSockets
 
     def _remember(self, message_id: int, frame: bytes) -> None:
         """Keep ``frame`` in the history, dropping the oldest past either bound."""
@@ -202,6 +229,10 @@ class Demo(App):
         while len(history) > CHAT_HISTORY_MESSAGES or self._chat_history_bytes > CHAT_HISTORY_BYTES:
             _, dropped = history.popleft()
             self._chat_history_bytes -= len(dropped)
+
+
+def _echo(ws: WebSocket, data: str | bytes) -> None:
+    ws.send(data)
 
 
 def make_demo() -> Demo:

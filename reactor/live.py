@@ -320,9 +320,10 @@ td.n { text-align: right; }
 const fields = ["requests", "requests_per_s", "iterations_per_s", "loop_lag_ms", "timers",
                 "accepted", "bytes_received", "bytes_sent"];
 // Named as reactor.connection.State's values ("reading headers"), as the home page does.
-const STATES = ["idle", "reading_headers", "reading_body", "writing", "streaming", "pushing", "closing"];
+const STATES = ["idle", "reading_headers", "reading_body", "writing", "streaming", "pushing", "upgraded",
+                "closing"];
 const COLORS = {idle: "#8c96a0", reading_headers: "#3b7dd8", reading_body: "#17a2b8", writing: "#28a745",
-                streaming: "#e0a800", pushing: "#a05cd6", closing: "#d9534f"};
+                streaming: "#e0a800", pushing: "#a05cd6", upgraded: "#20c997", closing: "#d9534f"};
 // One sample a second: the charts show the last five minutes, and never keep more.
 const HISTORY = 300;
 const samples = [];

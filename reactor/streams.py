@@ -22,6 +22,13 @@ respects them never makes the server buffer more than one high-water mark for
 a slow client. :meth:`PushStream.on_close` learns that the stream ended, by
 ``close()`` or because the client went away.
 
+A :class:`Broadcast` takes WebSockets (:class:`reactor.websocket.protocol.WebSocket`)
+as well as push streams: one :meth:`Broadcast.send_event` reaches an SSE
+client as an event and a WebSocket as one text message. The message is
+framed once, uncompressed (RFC 7692 lets any message go uncompressed, so the
+same bytes suit every socket, whatever it negotiated), and those same bytes
+are queued to each socket.
+
 This module imports no socket: a stream talks to its connection through the
 small :class:`StreamSink` protocol.
 """
@@ -29,9 +36,10 @@ small :class:`StreamSink` protocol.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from .http.bodies import BodySink, Producer, register_producer
+from .websocket.frames import encode_message
 
 if TYPE_CHECKING:
     from .loop import Loop, Timer
@@ -39,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Broadcast", "EventStream", "PushStream", "StreamClosed", "format_event"]
 
 
-S = TypeVar("S", bound="PushStream")
+S = TypeVar("S", bound="PushStream | Socket")
 
 
 class StreamClosed(Exception):
@@ -268,6 +276,17 @@ class EventStream(PushStream):
         super()._finish()
 
 
+class Socket(Protocol):
+    """What a :class:`Broadcast` needs of a WebSocket subscriber."""
+
+    @property
+    def writable(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    def send_frame(self, frame: bytes) -> bool: ...
+    def on_close(self, callback: Callable[[Any], object]) -> None: ...
+
+
 class Relay(Protocol):
     """What :meth:`Broadcast.link` needs: a broker such as :class:`reactor.broker.Broker`."""
 
@@ -286,10 +305,12 @@ class Broadcast:
     :meth:`publish` then sends to the local subscribers and to the others.
     """
 
-    __slots__ = ("streams", "skipped", "_every", "_ticker", "_relay", "_channel")
+    __slots__ = ("streams", "sockets", "skipped", "_every", "_ticker", "_relay", "_channel")
 
     def __init__(self) -> None:
         self.streams: set[PushStream] = set()
+        #: The WebSocket subscribers.
+        self.sockets: set[Socket] = set()
         self.skipped = 0
         self._every: tuple[Loop, float, Callable[[], object]] | None = None
         self._ticker: Timer | None = None
@@ -317,8 +338,11 @@ class Broadcast:
         return delivered
 
     def add(self, stream: S) -> S:
-        """Subscribe ``stream``; returns it."""
-        self.streams.add(stream)
+        """Subscribe ``stream`` (a push stream or a WebSocket); returns it."""
+        if isinstance(stream, PushStream):
+            self.streams.add(stream)
+        else:
+            self.sockets.add(cast(Socket, stream))
         stream.on_close(self._remove)
         if self._every is not None and self._ticker is None:
             loop, interval_s, _ = self._every
@@ -326,9 +350,10 @@ class Broadcast:
             self._ticker.reset(loop.time() + interval_s)
         return stream
 
-    def _remove(self, stream: PushStream) -> None:
+    def _remove(self, stream: Any) -> None:
         self.streams.discard(stream)
-        if not self.streams and self._ticker is not None:
+        self.sockets.discard(stream)
+        if not self.streams and not self.sockets and self._ticker is not None:
             self._ticker.release()  # its callback is this broadcast's _tick
             self._ticker = None
 
@@ -353,33 +378,47 @@ class Broadcast:
             self._ticker.reset(loop.time() + interval_s)
 
     def __len__(self) -> int:
-        return len(self.streams)
+        return len(self.streams) + len(self.sockets)
 
     def send(self, data: bytes | str) -> int:
-        """Send ``data`` to every writable subscriber; returns how many got it."""
-        return self._each(lambda stream: stream.send(data))
+        """Send ``data`` to every writable subscriber: as it is to a push
+        stream, as one message to a WebSocket (text for ``str``, binary for
+        ``bytes``); returns how many got it."""
+        return self.deliver(data, data)
 
     def send_event(
         self, data: str = "", event: str | None = None, id: str | None = None, retry_ms: int | None = None
     ) -> int:
-        """Send one event to every writable :class:`EventStream`; returns how many got it."""
-        frame = format_event(data, event, id, retry_ms)
-        return self._each(lambda stream: stream.send(frame))
+        """Send one event to every writable :class:`EventStream`, and ``data``
+        as a text message to every writable WebSocket; returns how many got it."""
+        return self.deliver(format_event(data, event, id, retry_ms), data)
 
-    def _each(self, send: Callable[[PushStream], None]) -> int:
+    def deliver(self, stream_data: bytes | str, message: bytes | str) -> int:
+        """``stream_data`` to the push streams and ``message`` to the WebSockets,
+        framed once for all of them; returns how many subscribers got it."""
         delivered = 0
         for stream in list(self.streams):
             if stream.writable:
-                send(stream)
+                stream.send(stream_data)
                 delivered += 1
             elif not stream.closed:
                 self.skipped += 1
+        if self.sockets:
+            frame = encode_message(message)  # once, uncompressed: valid on every socket
+            for socket in list(self.sockets):
+                if socket.writable:
+                    socket.send_frame(frame)
+                    delivered += 1
+                elif not socket.closed:
+                    self.skipped += 1
         return delivered
 
     def close(self) -> None:
-        """End every subscriber's stream."""
+        """End every subscriber's stream, and close every WebSocket (1001 Going Away)."""
         for stream in list(self.streams):
             stream.close()
+        for socket in list(self.sockets):
+            cast(Any, socket).close(1001)
 
     def __iter__(self) -> Iterator[PushStream]:
         return iter(list(self.streams))

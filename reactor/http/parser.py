@@ -210,6 +210,14 @@ class RequestParser:
         self._line = None
         return len(self._buf) > self._pos
 
+    def take_rest(self) -> bytes:
+        """Hand over the received bytes not parsed yet, and forget them: after
+        an upgrade they are the new protocol's first bytes."""
+        rest = bytes(memoryview(self._buf)[self._pos :])
+        self._buf = b""
+        self._pos = 0
+        return rest
+
     # -- events ------------------------------------------------------------
 
     def next_event(self) -> Request | Event:

@@ -262,10 +262,62 @@ def test_the_site_is_package_data() -> None:
     from reactor.demo import SITE
 
     names = sorted(os.listdir(SITE))
-    assert names == ["app.js", "index.html", "logo.svg", "style.css"]
+    assert names == ["app.js", "chat.html", "chat.js", "index.html", "logo.svg", "style.css"]
     text = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^reactor = \[[^\]]*"site/\*"', text, re.MULTILINE), "site/* is not package data"
     page = (Path(SITE) / "index.html").read_text()
     # No external assets: every src and href is local.
     for url in re.findall(r'(?:src|href)="([^"]+)"', page):
         assert url.startswith("/") and not url.startswith("//"), url
+
+
+def _chat_lines(browser: Browser) -> list[str]:
+    lines = browser.evaluate("[...document.querySelectorAll('#log li')].map((li) => li.textContent)")
+    assert isinstance(lines, list)
+    return lines
+
+
+def _say(browser: Browser, text: str) -> None:
+    browser.evaluate(
+        f"document.getElementById('text').value = {json.dumps(text)};"
+        "document.getElementById('say').requestSubmit(); true"
+    )
+
+
+def test_the_chat_page_over_a_websocket_and_over_sse(demo: Demo, browser: Browser) -> None:
+    from websockets.sync.client import connect as ws_connect
+
+    # Two observers outside the browser: an event stream and a WebSocket.
+    sse = http.client.HTTPConnection(*demo.address, timeout=10)
+    sse.request("GET", "/events/chat")
+    stream = sse.getresponse()
+    assert stream.status == 200
+    with ws_connect(f"ws://{demo.address[0]}:{demo.address[1]}/ws/chat", open_timeout=10) as observer:
+        browser.open(f"{demo.url}chat.html")
+        browser.wait_for("document.getElementById('status').textContent === 'connected'")
+        assert browser.evaluate("document.getElementById('transport').textContent") == "a WebSocket"
+        # Posted over HTTP: reaches the page's WebSocket.
+        post = http.client.HTTPConnection(*demo.address, timeout=10)
+        post.request("POST", "/chat", body=b"posted over HTTP")
+        assert post.getresponse().status == 200
+        browser.wait_for(
+            "[...document.querySelectorAll('#log li')].some((li) => li.textContent === 'posted over HTTP')"
+        )
+        # Said on the page, over its WebSocket: reaches the event stream and the other WebSocket.
+        _say(browser, "said over a WebSocket")
+        seen = b""
+        while b"data: said over a WebSocket\n" not in seen:
+            seen += stream.read1(65536)
+        assert observer.recv(10) == "posted over HTTP"
+        assert observer.recv(10) == "said over a WebSocket"
+        # The same page over Server-Sent Events and POST /chat.
+        browser.open(f"{demo.url}chat.html?transport=sse")
+        browser.wait_for("document.getElementById('status').textContent === 'connected'")
+        _say(browser, "said over SSE")
+        assert observer.recv(10) == "said over SSE"
+        browser.wait_for(
+            "[...document.querySelectorAll('#log li')].some((li) => li.textContent === 'said over SSE')"
+        )
+    sse.close()
+    assert not [r for r in demo.requests() if r[2] >= 400], demo.requests()
+    assert ("GET", "/ws/chat", 101) in demo.requests()

@@ -521,3 +521,114 @@ def test_a_stopped_server_is_freed_by_reference_counting() -> None:
         gc.collect()
         ours = [obj for obj in gc.garbage if _ours(obj)]
         assert not ours, f"only a garbage collection would free: {ours[:10]}"
+
+
+# -- WebSockets: freed by reference counting too ------------------------------------------
+
+
+def _websocket_app(sockets: list[weakref.ref[Any]], feed: Broadcast) -> App:
+    app = App()
+
+    @app.websocket("/echo")
+    class Echo:
+        def on_open(self, ws: Any) -> None:
+            sockets.append(weakref.ref(ws))
+            feed.add(ws)
+
+        def on_message(self, ws: Any, data: str | bytes) -> None:
+            if data == "close-me":
+                ws.close(4000, "asked")
+            elif data == "flood":
+                self.on_drain(ws)
+            else:
+                ws.send(data)
+
+        def on_drain(self, ws: Any) -> None:
+            # Only the flooding client ever has output held back: fill it
+            # again until the kernel's buffers are full too.
+            while ws.writable:
+                ws.send_bytes(b"f" * 65536)
+
+    return app
+
+
+def _websocket_traffic(address: tuple[str, int]) -> None:
+    """Every way a WebSocket ends."""
+    from loadtests.wsclient import RawWebSocket
+    from reactor.websocket.frames import Opcode
+
+    def opened() -> RawWebSocket:
+        ws = RawWebSocket(address)
+        assert ws.open("/echo").startswith(b"HTTP/1.1 101 ")
+        return ws
+
+    ws = opened()  # the client's close handshake
+    ws.send_text("hi")
+    assert ws.recv_frame() == (Opcode.TEXT, True, b"hi")
+    ws.close()
+    assert ws.closed_by_server()
+    ws.shut()
+    ws = opened()  # the server's close handshake
+    ws.send_text("close-me")
+    assert ws.recv_frame()[0] == Opcode.CLOSE
+    ws.close(4000)
+    assert ws.closed_by_server()
+    ws.shut()
+    ws = opened()  # a protocol error
+    ws.sock.sendall(b"\x81\x01x")  # unmasked
+    assert ws.closed_by_server()
+    ws.shut()
+    opened().shut()  # the peer vanishes without a Close
+    silent = [opened() for _ in range(2)]  # the ping timeout, and the close timeout
+    silent[1].send_text("close-me")
+    stalled = socket.socket()  # the write timeout: a client that never reads
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(address)
+    from loadtests.wsclient import handshake_request
+    from reactor.websocket.frames import client_frame
+
+    stalled.sendall(handshake_request("/echo") + client_frame(Opcode.TEXT, b"flood"))
+    try:
+        for ws in silent:
+            assert ws.closed_by_server(5)
+        time.sleep(1.0)
+    finally:
+        for ws in silent:
+            ws.shut()
+        stalled.close()
+
+
+def test_closed_websockets_are_freed_by_reference_counting(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "reactor.error")
+    sockets: list[weakref.ref[Any]] = []
+    feed = Broadcast()
+    running = serve(
+        _websocket_app(sockets, feed),
+        write_timeout_s=0.3,
+        ws_ping_interval_s=0.5,  # the never-reading client meets the write timeout first
+        ws_ping_timeout_s=0.3,
+        ws_close_timeout_s=0.3,
+    )
+    registry = Recording()
+    running.call(lambda: setattr(running.server, "connections", registry))
+    with gc_off():
+        _websocket_traffic(running.address)  # warm up
+        _settle(running, feed)
+        warm_up = len(sockets)
+        for _ in range(5):
+            _websocket_traffic(running.address)
+        _settle(running, feed)
+        messages = [record.getMessage() for record in caplog.records]
+        assert sum(message.startswith("write timeout to") for message in messages) == 6, messages
+        assert sum("ping timeout" in message for message in messages) == 6, messages
+        assert len(sockets) - warm_up == 5 * 7
+        alive = [ref() for ref in sockets if ref() is not None]
+        assert not alive, f"{len(alive)} of {len(sockets)} closed WebSockets are still alive: {alive[:3]}"
+        connections = [ref() for ref in registry.refs if ref() is not None]
+        assert not connections, f"{len(connections)} upgraded connections are still alive"
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        ours = [obj for obj in gc.garbage if _ours(obj)]
+        assert not ours, f"only a garbage collection would free: {ours[:10]}"

@@ -204,6 +204,7 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
             "writing",
             "streaming",
             "pushing",
+            "upgraded",
             "closing",
         }, rows
         assert shown["pushing"] >= 1, rows  # the page's own event stream is a push stream

@@ -64,3 +64,20 @@ def test_hello_scenario_runs_clean() -> None:
     stats = next(path for path in reports if path.name.endswith("_stats.csv"))
     header = stats.read_text().splitlines()[0]
     assert "Request Count" in header and "95%" in header
+
+
+@pytest.mark.slow
+def test_websocket_scenario_runs_clean() -> None:
+    error = _locust_import_error()
+    if error is not None:
+        pytest.skip(f"locust is not importable ({error}); install the test extra: pip install -e '.[test]'")
+    command = [sys.executable, str(RUN), "websocket", "--run-time", "10s", "--users", "20"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    output = result.stdout
+    assert result.returncode == 0, f"run.py exited {result.returncode}\n{output}\n{result.stderr[-3000:]}"
+    assert int(_field(output, "failures").split()[0]) == 0
+    assert _field(output, "result") == "PASS"
+    # Every user held a WebSocket: one handshake each, then messages on it.
+    handshakes = re.search(r"^WS WS handshake +(\d+) +0 ", output, re.MULTILINE)
+    assert handshakes is not None and int(handshakes.group(1)) == 20, output
+    assert re.search(r"^WS /ws/echo \(busy\) +[1-9]\d* +0 ", output, re.MULTILINE), output

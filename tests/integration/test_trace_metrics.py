@@ -225,6 +225,7 @@ def test_metrics_parse_as_prometheus_text(serve: Serve) -> None:
         "writing": 1,
         "streaming": 0,
         "pushing": 0,
+        "upgraded": 0,
         "closing": 0,
     }
 
@@ -333,6 +334,7 @@ def test_stats_json_has_what_the_page_shows(serve: Serve) -> None:
         "writing",
         "streaming",
         "pushing",
+        "upgraded",
         "closing",
     }
     assert stats["connections"]["writing"] == 1

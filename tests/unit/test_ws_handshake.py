@@ -1,0 +1,139 @@
+"""The opening handshake, sans-IO: requests parsed from bytes, answers checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from reactor import Config
+from reactor.http.parser import RequestParser
+from reactor.http.request import Request
+from reactor.websocket.handshake import HandshakeError, accept_head, accept_key, check, parse_origins
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example
+
+
+def parse(head: str) -> Request:
+    parser = RequestParser(Config())
+    parser.receive_data(head.replace("\n", "\r\n").encode() + b"\r\n")
+    request = parser.next_event()
+    assert isinstance(request, Request)
+    return request
+
+
+def upgrade(*extra: str, version: str = "HTTP/1.1", method: str = "GET", key: str = KEY) -> Request:
+    lines = [
+        f"{method} /chat {version}",
+        "Host: server.example.com",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *extra,
+    ]
+    return parse("\n".join(lines) + "\n")
+
+
+def refused(request: Request, **options: object) -> HandshakeError:
+    with pytest.raises(HandshakeError) as info:
+        check(request, **options)  # type: ignore[arg-type]
+    return info.value
+
+
+def test_rfc_6455_example_key() -> None:
+    assert accept_key(KEY) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    handshake = check(upgrade())
+    assert handshake.accept == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert accept_head(handshake) == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+
+
+def test_tokens_are_case_insensitive_and_listed() -> None:
+    request = parse(
+        f"GET / HTTP/1.1\nHost: h\nUpgrade: h2c, WebSocket\nConnection: keep-alive, UPGRADE\n"
+        f"Sec-WebSocket-Key: {KEY}\nSec-WebSocket-Version: 13\n"
+    )
+    assert check(request).accept == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        (upgrade(method="POST"), 405),
+        (upgrade(method="HEAD"), 405),
+        (upgrade(version="HTTP/1.0"), 400),
+        (parse("GET / HTTP/1.1\nHost: h\n"), 426),
+        (
+            parse(f"GET / HTTP/1.1\nHost: h\nUpgrade: h2c\nConnection: upgrade\nSec-WebSocket-Key: {KEY}\n"),
+            400,
+        ),
+        (parse(f"GET / HTTP/1.1\nHost: h\nUpgrade: websocket\nSec-WebSocket-Key: {KEY}\n"), 400),
+        (
+            parse(
+                f"GET / HTTP/1.1\nHost: h\nUpgrade: websocket\nConnection: upgrade\n"
+                f"Sec-WebSocket-Key: {KEY}\n"
+            ),
+            426,
+        ),
+        (upgrade(key="dGhlIHNhbXBsZSBub25jZQ"), 400),  # no padding
+        (upgrade(key="dGhlIHNhbXBsZSBub25jZQ=!"), 400),
+        (upgrade(key="AAAAAAAAAAAAAAAAAAAAAAAAAAAA"), 400),  # 21 bytes
+        (upgrade(key="dGhlIHNhbXBsZSBub25jZR=="), 400),  # not canonical base64
+    ],
+)
+def test_refusals(request_: Request, status: int) -> None:
+    error = refused(request_)
+    assert error.status == status, error.detail
+    if status == 426:
+        assert ("Sec-WebSocket-Version", "13") in error.headers
+        assert ("Upgrade", "websocket") in error.headers
+
+
+def test_version_other_than_13() -> None:
+    request = parse(
+        f"GET / HTTP/1.1\nHost: h\nUpgrade: websocket\nConnection: upgrade\nSec-WebSocket-Key: {KEY}\n"
+        "Sec-WebSocket-Version: 8\n"
+    )
+    assert refused(request).status == 426
+
+
+def test_two_keys_are_refused() -> None:
+    assert refused(upgrade(f"Sec-WebSocket-Key: {KEY}")).status == 400
+
+
+def test_origin_allow_list() -> None:
+    origins = parse_origins("https://a.example, HTTPS://B.example")
+    assert origins == frozenset({"https://a.example", "https://b.example"})
+    assert check(upgrade("Origin: https://b.example"), origins=origins).origin == "https://b.example"
+    assert refused(upgrade("Origin: https://evil.example"), origins=origins).status == 403
+    assert refused(upgrade(), origins=origins).status == 403  # no Origin with an allow-list
+    assert check(upgrade("Origin: https://evil.example")).origin == "https://evil.example"
+    assert parse_origins("") is None and parse_origins(None) is None
+
+
+def test_subprotocol_is_the_servers_first_choice_among_the_offered() -> None:
+    request = upgrade("Sec-WebSocket-Protocol: chat, superchat")
+    assert check(request, subprotocols=["superchat", "chat"]).subprotocol == "superchat"
+    assert check(request, subprotocols=["other"]).subprotocol is None
+    assert check(request).subprotocol is None
+    assert check(upgrade("Sec-WebSocket-Protocol: Chat"), subprotocols=["chat"]).subprotocol is None
+    head = accept_head(check(request, subprotocols=["chat"]))
+    assert b"\r\nSec-WebSocket-Protocol: chat\r\n" in head
+
+
+def test_extensions_go_to_the_negotiation() -> None:
+    offers = []
+
+    def negotiate(offer: str) -> tuple[str, object] | None:
+        offers.append(offer)
+        return ("permessage-deflate", "state") if "permessage-deflate" in offer else None
+
+    request = upgrade("Sec-WebSocket-Extensions: x-foo", "Sec-WebSocket-Extensions: permessage-deflate")
+    handshake = check(request, negotiate=negotiate)
+    assert offers == ["x-foo, permessage-deflate"]
+    assert handshake.deflate == "state"
+    assert b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n" in accept_head(handshake)
+    declined = check(upgrade("Sec-WebSocket-Extensions: x-foo"), negotiate=negotiate)
+    assert declined.deflate is None and b"Extensions" not in accept_head(declined)
+    assert check(upgrade(), negotiate=negotiate).deflate is None and len(offers) == 2
