@@ -506,3 +506,38 @@ def test_pipelined_requests_left_in_openssl_are_read_after_backpressure(
             data += chunk
     responses = parse_responses(data)
     assert [(r.status, r.body) for r in responses] == [(200, b"b" * 400000)] * 3
+
+
+# -- WebSockets over TLS --------------------------------------------------------
+
+
+def test_a_websocket_over_tls_echoes_and_the_handler_sees_https(
+    serve: Callable[..., Running], test_ca: Certs
+) -> None:
+    """wss:// is the same hand-off: the TLS transport is given to the
+    WebSocket protocol after the 101, and a large message crosses many records."""
+    from websockets.sync.client import connect as ws_connect
+
+    from reactor import WebSocket
+
+    app = make_app()
+    schemes: list[str] = []
+
+    @app.websocket("/echo")
+    class Echo:
+        def on_open(self, ws: WebSocket) -> None:
+            schemes.append(ws.request.scheme)
+
+        def on_message(self, ws: WebSocket, data: str | bytes) -> None:
+            ws.send(data)
+
+    running = serve(app, certfile=str(test_ca.cert), keyfile=str(test_ca.key))
+    url = f"wss://localhost:{running.port}/echo"
+    with ws_connect(url, ssl=client_context(test_ca), max_size=None) as client:
+        client.send("héllo")
+        assert client.recv() == "héllo"
+        big = os.urandom(300_000)  # about 19 TLS records each way
+        client.send(big)
+        assert client.recv() == big
+    assert schemes == ["https"]
+    get_tls_ok(running.address, test_ca)  # and HTTPS goes on
