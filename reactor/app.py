@@ -48,6 +48,7 @@ from .http.errors import HTTPError
 from .http.request import Request
 from .http.response import Response, status_text
 from .log import error_log, escape
+from .pool import Handoff, Offload
 from .static import StaticFiles
 from .streams import EventStream, PushStream
 
@@ -155,13 +156,21 @@ class App:
         """Call ``hook(server)`` when a server takes this app (for mounted tools)."""
         self._attach_hooks.append(hook)
 
-    def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
+    def add_route(
+        self, path: str, handler: Handler, methods: Iterable[str] = ("GET",), *, blocking: bool = False
+    ) -> None:
         """Answer ``methods`` on ``path`` with ``handler``.
+
+        ``blocking=True``: the handler may block (a database query, a file,
+        ``time.sleep``), so it runs in the server's thread pool, never on the
+        loop (see docs/wsgi.md); its result is what it would be on the loop.
 
         Raises:
             ValueError: the path does not start with ``/``, or a method on it
                 already has a handler.
         """
+        if blocking:
+            handler = _Blocking(self, handler)
         pattern = _compile(path)
         if pattern is None:
             route = self._exact.setdefault(path, _Route(path, None))
@@ -191,14 +200,39 @@ class App:
         """
         return method in self._methods or method in _ALWAYS_KNOWN
 
-    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[H], H]:
+    def route(
+        self, path: str, methods: Iterable[str] = ("GET",), *, blocking: bool = False
+    ) -> Callable[[H], H]:
         """Decorator form of :meth:`add_route`."""
 
         def register(handler: H) -> H:
-            self.add_route(path, handler, methods)
+            self.add_route(path, handler, methods, blocking=blocking)
             return handler
 
         return register
+
+    def get(self, path: str, *, blocking: bool = False) -> Callable[[H], H]:
+        """``@app.get(path)``: :meth:`route` for GET (and so HEAD)."""
+        return self.route(path, ("GET",), blocking=blocking)
+
+    def post(self, path: str, *, blocking: bool = False) -> Callable[[H], H]:
+        """``@app.post(path)``: :meth:`route` for POST."""
+        return self.route(path, ("POST",), blocking=blocking)
+
+    def run_blocking(self, handler: Handler, request: Request, handoff: Handoff) -> None:
+        """In a pool thread: what :meth:`handle` does after routing, for a
+        blocking handler; the response goes back through ``handoff``."""
+        try:
+            response = to_response(handler(request))
+        except HTTPError as exc:
+            response = _error_response(request, exc)
+        else:
+            compress = self._compress
+            if compress is not None:
+                body = response.body
+                if type(body) is not bytes or len(body) >= compress.min_bytes:
+                    response = compress(request, response)
+        handoff.respond(response)
 
     def static(self, prefix: str, directory: str | os.PathLike[str], **options: Any) -> StaticFiles:
         """Serve the files under ``directory`` at ``prefix`` (GET and HEAD).
@@ -287,6 +321,25 @@ class App:
 
     def __call__(self, request: Request) -> Response:
         return self.handle(request)
+
+
+class _Blocking:
+    """A blocking handler as the route table holds it: called on the loop, it
+    asks the connection to run the real one in the pool (see reactor.pool)."""
+
+    __slots__ = ("app", "handler")
+
+    def __init__(self, app: App, handler: Handler) -> None:
+        self.app = app
+        self.handler = handler
+
+    def __call__(self, request: Request) -> Any:
+        app, handler = self.app, self.handler
+
+        def work(handoff: Handoff) -> None:
+            app.run_blocking(handler, request, handoff)
+
+        raise Offload(work)
 
 
 def _error_response(request: Request, error: HTTPError) -> Response:

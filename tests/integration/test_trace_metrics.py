@@ -226,6 +226,7 @@ def test_metrics_parse_as_prometheus_text(serve: Serve) -> None:
         "streaming": 0,
         "pushing": 0,
         "closing": 0,
+        "in_pool": 0,
     }
 
     # Responses by class: three 200s, then a 404 and a 400.
@@ -334,6 +335,7 @@ def test_stats_json_has_what_the_page_shows(serve: Serve) -> None:
         "streaming",
         "pushing",
         "closing",
+        "in_pool",
     }
     assert stats["connections"]["writing"] == 1
     assert isinstance(stats["watchers"], int)
