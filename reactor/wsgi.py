@@ -368,30 +368,32 @@ class _Call:
         environ = self.app.environ(self.request, handoff)
         result: Any = self.app.application(environ, self.start_response)
         try:
-            if not self.status:
-                raise AssertionError("the application returned without calling start_response")
-            if not self.sent_head and type(result) is FileWrapper:
+            if self.status and type(result) is FileWrapper:
                 file_body = _file_body(result, self.length)
                 if file_body is not None:
                     result = None  # the connection owns the file now, and closes it
                     handoff.respond(self._response(file_body))
                     return
             pieces = iter(result)
-            if not self.sent_head:
-                pulled, done = _gather(pieces, handoff.high_water_bytes)
-                if done:
-                    # The whole body is in hand: one piece, framed with its length.
-                    body = b"".join(pulled)
-                    if self.length is not None:
-                        if len(body) < self.length:
-                            raise ValueError(
-                                f"the body has {len(body)} bytes, its Content-Length says {self.length}"
-                            )
-                        body = body[: self.length]
-                    handoff.respond(self._response(body))
-                    return
-                self._begin()
-                for piece in pulled:
+            # start_response may come with the first piece (a generator calls
+            # it when first pulled), and the head waits for the first bytes.
+            pulled, done = _gather(pieces, handoff.high_water_bytes)
+            if not self.status:
+                raise AssertionError("the application returned without calling start_response")
+            if done and not self.sent_head:
+                # The whole body is in hand: one piece, framed with its length.
+                body = b"".join(pulled)
+                if self.length is not None:
+                    if len(body) < self.length:
+                        raise ValueError(
+                            f"the body has {len(body)} bytes, its Content-Length says {self.length}"
+                        )
+                    body = body[: self.length]
+                handoff.respond(self._response(body))
+                return
+            self._begin()
+            for piece in pulled:
+                if piece:
                     handoff.send(piece)
             for piece in pieces:
                 if handoff.stopped and not handoff.gone:
@@ -399,9 +401,7 @@ class _Call:
                 if type(piece) is not bytes:
                     raise TypeError(f"a WSGI body yielded {type(piece).__name__}, not bytes")
                 if piece:
-                    self._begin()
                     handoff.send(piece)
-            self._begin()
             handoff.end()
         finally:
             close = getattr(result, "close", None)
