@@ -239,3 +239,79 @@ def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def streaming_app(seen: list[int]) -> App:
+    app = App()
+
+    @app.post("/stream", stream=True, max_body=8 << 20)
+    def upload(request: Request) -> str:
+        total = 0
+        for piece in request.stream():
+            seen.append(len(piece))
+            total += len(piece)
+        return str(total)
+
+    @app.post("/spool", stream=True)
+    def spool(request: Request) -> str:
+        with request.body_file(spool_bytes=65536) as file:
+            rolled = bool(getattr(file, "_rolled", False))
+            return f"{len(file.read())} {'on disk' if rolled else 'in memory'}"
+
+    @app.post("/small", blocking=True, max_body=10)
+    def small(request: Request) -> str:
+        return request.text()
+
+    return app
+
+
+def test_request_stream_gives_the_body_as_it_arrives(serve: Serve) -> None:
+    seen: list[int] = []
+    running = serve(streaming_app(seen), max_body_bytes=64 << 20)
+    with connect(running.address) as sock:
+        sock.sendall(b"POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n" + b"a" * 1000)
+        _until(lambda: sum(seen) == 1000)  # the handler has the first bytes before the rest is sent
+        sock.sendall(b"a" * 199000)
+        assert recv_response(sock).body == b"200000"
+        chunked = b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        sock.sendall(b"POST /stream HTTP/1.1\r\nHost: t\r\n" + chunked)
+        assert recv_response(sock).body == b"3"
+
+
+def test_a_routes_max_body_is_its_own(serve: Serve) -> None:
+    running = serve(streaming_app([]), max_body_bytes=64 << 20)
+    refused = parse_responses(
+        _exchange(running, b"POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (9 << 20))
+    )[0]
+    assert refused.status == 413
+    assert refused.header("Connection") == "close"
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b"c" * (1 << 20))
+    with connect(running.address) as sock:  # a chunked body is counted as it comes
+        sock.sendall(b"POST /stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(9):
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the server answered and closed
+        assert parse_responses(read_until_close(sock))[0].status == 413
+    with connect(running.address) as sock:
+        sock.sendall(b"POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        assert recv_response(sock).body == b"hello"
+        sock.sendall(b"POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world")
+        assert recv_response(sock).status == 413  # the body was all in: the connection may go on
+
+
+def test_body_file_spools_a_large_body_to_disk(serve: Serve) -> None:
+    running = serve(streaming_app([]), max_body_bytes=64 << 20)
+    with connect(running.address) as sock:
+        sock.sendall(b"POST /spool HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"s" * 100)
+        assert recv_response(sock).body == b"100 in memory"
+        body = b"S" * (1 << 20)
+        sock.sendall(b"POST /spool HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        assert recv_response(sock).body == b"1048576 on disk"
+
+
+def _exchange(running: Running, data: bytes) -> bytes:
+    with connect(running.address) as sock:
+        sock.sendall(data)
+        return read_until_close(sock)
