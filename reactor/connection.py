@@ -73,7 +73,7 @@ from .http.response import (
     status_text,
 )
 from .log import access, access_log, error_log, escape
-from .pool import Handoff, Offload, PoolStream
+from .pool import ClientDisconnected, Handoff, Offload, PoolStream
 from .proxy import ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
 
 if TYPE_CHECKING:
@@ -675,6 +675,7 @@ class Connection:
             config.body_timeout_s,
             config.write_timeout_s,
             input_done,
+            self._started + config.request_timeout_s,
         )
         if pool is None or not pool.submit(handoff):
             error_log.warning(
@@ -764,7 +765,9 @@ class Connection:
             self._handoff = None
             self._move("answer")
             self.parser.body_sink = None
-            self._send_response(request, _plain(500), keep_alive=False)
+            # A body that never came in time is the client's fault: 408, as on the loop.
+            timed_out = isinstance(exc, ClientDisconnected) and not handoff.input_done
+            self._send_response(request, _plain(408 if timed_out else 500), keep_alive=False)
             if self.state is WRITING:
                 self._last()
         elif self.state is PUSHING:

@@ -144,6 +144,7 @@ class Handoff:
         "high_water_bytes",
         "read_timeout_s",
         "write_timeout_s",
+        "request_deadline",
         "submitted",
         "started",
         "cond",
@@ -172,6 +173,7 @@ class Handoff:
         read_timeout_s: float,
         write_timeout_s: float,
         input_done: bool = True,
+        request_deadline: float = float("inf"),
     ) -> None:
         self.owner: HandoffOwner | None = owner
         self.loop = loop
@@ -180,6 +182,9 @@ class Handoff:
         self.high_water_bytes = high_water_bytes
         self.read_timeout_s = read_timeout_s
         self.write_timeout_s = write_timeout_s
+        #: When the whole body must be in (``time.monotonic``, the loop's clock):
+        #: ``request_timeout_s`` from the request's first byte, never refreshed.
+        self.request_deadline = request_deadline
         self.submitted = 0.0
         self.started = 0.0  # when a worker took it (0: still queued)
         self.cond = threading.Condition(threading.Lock())
@@ -301,7 +306,10 @@ class Handoff:
                     or (size >= 0 and (self._reading_paused or (partial and self._unread)))
                 ):
                     break
-                if not cond.wait(self.read_timeout_s):
+                left = self.request_deadline - time.monotonic()
+                if left <= 0:
+                    raise ClientDisconnected("the request body did not arrive before the request timeout")
+                if not cond.wait(min(self.read_timeout_s, left)) and left > self.read_timeout_s:
                     raise ClientDisconnected(f"no request body for {self.read_timeout_s:g} s")
             data = self._take(size)
             resume = self._reading_paused and self._unread <= INPUT_BYTES // 4

@@ -387,6 +387,32 @@ def test_a_wsgi_request_does_not_delay_another_client(serve: Serve) -> None:
     assert quick_done < slow_done / 3, (quick_done, slow_done)
 
 
+def test_a_trickled_body_is_cut_at_the_request_timeout(serve: Serve) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body = environ["wsgi.input"].read(100)  # waits for all 100 bytes
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    running = serve(wsgi(app), request_timeout_s=1.0, body_timeout_s=0.6)
+    with connect(running.address) as sock:
+        began = time.monotonic()
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
+        sock.settimeout(0.25)
+        data = b""
+        while time.monotonic() - began < 5 and not data:
+            try:
+                sock.send(b"x")  # a byte well within every gap timeout
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+        elapsed = time.monotonic() - began
+    assert data.startswith(b"HTTP/1.1 408 "), data
+    assert b"Connection: close" in data
+    assert 0.9 < elapsed < 3.0
+
+
 def _exchange_raw(running: Running, request: bytes) -> bytes:
     with connect(running.address) as sock:
         sock.sendall(request)
