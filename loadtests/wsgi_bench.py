@@ -147,6 +147,10 @@ def bench_server(
                 for path in PATHS:
                     out[f"{path} idle"] = measure(process.port, process.pid, path, duration_s, connections)
                     progress(f"{server.name} {path} with {answered} idle: {out[f'{path} idle']}")
+            except (RuntimeError, OSError) as error:
+                # What it measured without them stands; say why this part has no figure.
+                out["idle_error"] = f"{error}".splitlines()[0] + f" (log: {process.log_path})"
+                progress(f"{server.name} with idle connections: {out['idle_error']}")
             finally:
                 for sock in socks:
                     sock.close()
@@ -166,6 +170,8 @@ def table(results: dict[str, dict[str, Any]], idle: int) -> str:
             row = result[path]
             under = result.get(f"{path} idle")
             idle_p99 = f"{under['p99_ms']:.2f} ({result['idle_open']})" if under else "-"
+            if "idle_error" in result:
+                idle_p99 = f"failed with {result.get('idle_open', 0)} open: {result['idle_error']}"
             idle_rps = f"{under['requests_per_s']:.0f}" if under else "-"
             errors = row["errors"] + (under["errors"] if under else 0)
             lines.append(
@@ -190,19 +196,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer_python, failures = ensure_venv(args.venv, [s for s in chosen if s.needs_venv], charts=False)
     env = Env(python=sys.executable, peer_python=str(peer_python), src=ROOT, origin=ROOT)
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="wsgi-bench-") as scratch:
-        os.environ["WSGI_BENCH_DB"] = str(Path(scratch) / "bench.sqlite3")
-        for server in chosen:
-            if server.name in failures:
-                results[server.name] = {"error": failures[server.name]}
-                continue
-            try:
-                results[server.name] = bench_server(
-                    server, env, Path(scratch), args.duration, args.connections, args.idle
-                )
-            except (RuntimeError, OSError) as error:
-                results[server.name] = {"error": str(error).splitlines()[0]}
-                progress(f"{server.name}: {error}")
+    # Kept after the run: each server's log is there, for a server that failed.
+    scratch = tempfile.mkdtemp(prefix="wsgi-bench-")
+    progress(f"server logs in {scratch}")
+    os.environ["WSGI_BENCH_DB"] = str(Path(scratch) / "bench.sqlite3")
+    for server in chosen:
+        if server.name in failures:
+            results[server.name] = {"error": failures[server.name]}
+            continue
+        try:
+            results[server.name] = bench_server(
+                server, env, Path(scratch), args.duration, args.connections, args.idle
+            )
+        except (RuntimeError, OSError) as error:
+            results[server.name] = {"error": str(error).splitlines()[0]}
+            progress(f"{server.name}: {error}")
     print(table(results, args.idle))
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

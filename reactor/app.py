@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from types import MappingProxyType
@@ -378,13 +379,16 @@ class _Blocking:
     __slots__ = ("app", "handler", "stream", "max_body")
 
     def __init__(self, app: App, handler: Handler, stream: bool, max_body: int | None) -> None:
-        self.app = app
+        # Weak: the app holds its routes, and a route holding the app back
+        # would be a cycle, freed only by a garbage collection.
+        self.app = weakref.ref(app)
         self.handler = handler
         self.stream = stream  # called at the head; reads the body with request.stream()
         self.max_body = max_body
 
     def __call__(self, request: Request) -> Any:
-        app, handler, limit = self.app, self.handler, self.max_body
+        app, handler, limit = self.app(), self.handler, self.max_body
+        assert app is not None, "a route outlived its app"
         if limit is not None and len(request.body) > limit:  # a chunked body read whole
             raise HTTPError(413, f"the body is over {limit} bytes")
 

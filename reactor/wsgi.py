@@ -201,14 +201,18 @@ class WSGIApp:
         self.application = application
         self.root_path = ""
         self.multiprocess = False
-        self._server: Server | None = None
-        self._server_name: tuple[str, str] | None = None
+        # The server's bound addresses (its list, filled when it listens) and
+        # its configured address: not the server itself, which holds this app.
+        self._addresses: list[tuple[str, int]] = []
+        self._configured = ("localhost", "80")
 
     def attach(self, server: Server) -> None:
-        """Called by the server: read its root path and process model."""
-        self._server = server
-        self.root_path = server.config.root_path
-        self.multiprocess = server.config.workers > 0
+        """Called by the server: read its root path, process model and address."""
+        config = server.config
+        self.root_path = config.root_path
+        self.multiprocess = config.workers > 0
+        self._addresses = server.addresses
+        self._configured = (config.uds or config.host, str(config.port))
 
     # -- what the connection calls -------------------------------------------
 
@@ -281,16 +285,10 @@ class WSGIApp:
         return environ
 
     def _server_address(self) -> tuple[str, str]:
-        if self._server_name is None:
-            server = self._server
-            if server is not None and server.addresses:
-                host, port = server.addresses[0]
-                self._server_name = (host, str(port))
-            elif server is not None:
-                return (server.config.uds or server.config.host, str(server.config.port))
-            else:
-                return ("localhost", "80")
-        return self._server_name
+        if self._addresses:
+            host, port = self._addresses[0]
+            return host, str(port)
+        return self._configured
 
 
 class _Call:

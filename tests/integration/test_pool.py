@@ -315,3 +315,52 @@ def _exchange(running: Running, data: bytes) -> bytes:
     with connect(running.address) as sock:
         sock.sendall(data)
         return read_until_close(sock)
+
+
+def test_a_stopped_server_with_pool_traffic_is_freed_by_reference_counting(gate: threading.Event) -> None:
+    from reactor import Config, Server
+    from reactor.wsgi import WSGIApp
+    from tests.integration.test_lifecycle import _ours, gc_off
+
+    def _read_whole(sock: socket.socket) -> None:
+        sock.settimeout(10)
+        data = b""
+        while not (data.endswith(b"0\r\n\r\n") or data.endswith((b"hello", b"slept\n", b"3"))):
+            chunk = sock.recv(1 << 20)
+            assert chunk, data[-200:]
+            data += chunk
+
+    def hello(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        environ["wsgi.input"].read()  # type: ignore[attr-defined]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    gate.set()
+    for make in (lambda: pool_app(gate, threading.Event()), lambda: WSGIApp(hello)):
+        app = make()
+        server = Server(app, Config(port=0))
+        server.listen()
+        thread = threading.Thread(target=server.serve_forever, kwargs={"install_signals": False}, daemon=True)
+        running = Running(server, thread)
+        with gc_off():
+            thread.start()
+            for request in (
+                b"GET /sleep?s=0 HTTP/1.1\r\nHost: t\r\n\r\n",
+                b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n",
+                b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+            ):
+                with connect(running.address) as sock:
+                    sock.sendall(request)
+                    read_until_close(sock, 10) if b"close" in request else _read_whole(sock)
+            pool = server.pool
+            assert pool is not None
+            _until(lambda: pool.busy == 0 and pool.completed == 3)  # noqa: B023 (called at once)
+            running.stop()
+            refs = [weakref.ref(server), weakref.ref(server.loop), weakref.ref(app)]
+            del server, running, app, thread
+            assert [ref() for ref in refs] == [None, None, None]
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            ours = [obj for obj in gc.garbage if _ours(obj)]
+            gc.set_debug(0)
+            assert not ours, f"only a garbage collection would free: {ours[:10]}"
