@@ -205,6 +205,7 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
             "streaming",
             "pushing",
             "closing",
+            "in pool",
         }, rows
         assert shown["pushing"] >= 1, rows  # the page's own event stream is a push stream
         status = devtools.evaluate("document.getElementById('status').textContent")
