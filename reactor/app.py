@@ -139,10 +139,11 @@ class App:
         self._methods: set[str] = set()  # every method some route registers
         self._attach_hooks: list[Callable[[Server], object]] = []
         self._static: list[StaticFiles] = []
-        # Whether some route takes its request at the head (stream=True or
-        # max_body=): if none does, a request with a body costs stream_body()
-        # one attribute test, not a second routing.
-        self._at_head = False
+        #: Whether some route takes its request at the head (``stream=True``
+        #: or ``max_body=``): only then does the connection ask
+        #: :meth:`stream_body`, so that a request with a body otherwise costs
+        #: one attribute look-up, not a call and a second routing.
+        self.at_head = False
         # Set from the server's Config on attach (None: responses go as they are).
         self._compress: Gzip | None = None
 
@@ -192,7 +193,7 @@ class App:
             raise ValueError(f"max_body must be 0 or more, not {max_body!r}")
         if blocking or stream:
             handler = _Blocking(self, handler, stream, max_body)
-            self._at_head = self._at_head or stream or max_body is not None
+            self.at_head = self.at_head or stream or max_body is not None
         elif max_body is not None:
             raise ValueError("max_body needs blocking=True or stream=True")
         pattern = _compile(path)
@@ -255,8 +256,6 @@ class App:
         """At the head of a request with a body: the work for a route that
         takes its body as it arrives (``stream=True``), or one that answers
         413 for a body over its ``max_body``; None to read the body first."""
-        if not self._at_head:
-            return None
         selected = self._select(request)
         if type(selected) is not _Blocking:
             return None

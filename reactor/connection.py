@@ -587,8 +587,10 @@ class Connection:
             self.request = request
             if request.has_body:
                 self._move("head")
-                stream_body = getattr(self.app, "stream_body", None)
-                work = stream_body(request) if stream_body is not None else None
+                # An app whose routes may take the request at its head says
+                # so (at_head), and then which work takes it (stream_body).
+                app = self.app
+                work = app.stream_body(request) if getattr(app, "at_head", False) else None  # type: ignore[attr-defined]
                 if work is not None:
                     self._offload_streaming(request, work)
                     return

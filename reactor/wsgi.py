@@ -197,6 +197,9 @@ class WSGIApp:
         application: the WSGI callable (``application(environ, start_response)``).
     """
 
+    #: Every request with a body is handed to the pool at its head.
+    at_head = True
+
     def __init__(self, application: WSGICallable) -> None:
         self.application = application
         self.root_path = ""
