@@ -46,7 +46,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,6 +57,7 @@ from .http.errors import HTTPError
 from .http.request import Request
 from .http.response import Response, status_text
 from .log import error_log, escape
+from .pool import Handoff, Offload
 from .static import StaticFiles
 from .streams import EventStream, PushStream
 from .websocket.route import WebSocketRoute
@@ -144,6 +147,11 @@ class App:
         self._methods: set[str] = set()  # every method some route registers
         self._attach_hooks: list[Callable[[Server], object]] = []
         self._static: list[StaticFiles] = []
+        #: Whether some route takes its request at the head (``stream=True``
+        #: or ``max_body=``): only then does the connection ask
+        #: :meth:`stream_body`, so that a request with a body otherwise costs
+        #: one attribute look-up, not a call and a second routing.
+        self.at_head = False
         # Set from the server's Config on attach (None: responses go as they are).
         self._compress: Gzip | None = None
         self._websockets: list[WebSocketRoute] = []
@@ -166,13 +174,39 @@ class App:
         """Call ``hook(server)`` when a server takes this app (for mounted tools)."""
         self._attach_hooks.append(hook)
 
-    def add_route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
+    def add_route(
+        self,
+        path: str,
+        handler: Handler,
+        methods: Iterable[str] = ("GET",),
+        *,
+        blocking: bool = False,
+        stream: bool = False,
+        max_body: int | None = None,
+    ) -> None:
         """Answer ``methods`` on ``path`` with ``handler``.
+
+        ``blocking=True``: the handler may block (a database query, a file,
+        ``time.sleep``), so it runs in the server's thread pool, never on the
+        loop (see docs/wsgi.md); its result is what it would be on the loop.
+        ``stream=True`` (blocking too): the handler is called as soon as the
+        head is in and reads the body as it arrives with
+        :meth:`Request.stream` (or :meth:`Request.body_file`), so an upload
+        never sits in memory whole. ``max_body``: this route's own body limit
+        in bytes (413 above it), at most the server's ``max_body_bytes``,
+        which the parser applies to every request first.
 
         Raises:
             ValueError: the path does not start with ``/``, or a method on it
                 already has a handler.
         """
+        if max_body is not None and max_body < 0:
+            raise ValueError(f"max_body must be 0 or more, not {max_body!r}")
+        if blocking or stream:
+            handler = _Blocking(self, handler, stream, max_body)
+            self.at_head = self.at_head or stream or max_body is not None
+        elif max_body is not None:
+            raise ValueError("max_body needs blocking=True or stream=True")
         pattern = _compile(path)
         if pattern is None:
             route = self._exact.setdefault(path, _Route(path, None))
@@ -202,11 +236,19 @@ class App:
         """
         return method in self._methods or method in _ALWAYS_KNOWN
 
-    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[H], H]:
+    def route(
+        self,
+        path: str,
+        methods: Iterable[str] = ("GET",),
+        *,
+        blocking: bool = False,
+        stream: bool = False,
+        max_body: int | None = None,
+    ) -> Callable[[H], H]:
         """Decorator form of :meth:`add_route`."""
 
         def register(handler: H) -> H:
-            self.add_route(path, handler, methods)
+            self.add_route(path, handler, methods, blocking=blocking, stream=stream, max_body=max_body)
             return handler
 
         return register
@@ -273,6 +315,53 @@ class App:
         if handler is not None:
             return register(handler)
         return register
+
+    def get(self, path: str, *, blocking: bool = False) -> Callable[[H], H]:
+        """``@app.get(path)``: :meth:`route` for GET (and so HEAD)."""
+        return self.route(path, ("GET",), blocking=blocking)
+
+    def post(
+        self, path: str, *, blocking: bool = False, stream: bool = False, max_body: int | None = None
+    ) -> Callable[[H], H]:
+        """``@app.post(path)``: :meth:`route` for POST."""
+        return self.route(path, ("POST",), blocking=blocking, stream=stream, max_body=max_body)
+
+    def stream_body(self, request: Request) -> Callable[[Handoff], None] | None:
+        """At the head of a request with a body: the work for a route that
+        takes its body as it arrives (``stream=True``), or one that answers
+        413 for a body over its ``max_body``; None to read the body first."""
+        selected = self._select(request)
+        if type(selected) is not _Blocking:
+            return None
+        limit = selected.max_body
+        if limit is not None and request.content_length is not None and request.content_length > limit:
+            refusal = Response.text(status_text(413, f"the body is over {limit} bytes"), 413)
+            return lambda handoff: handoff.respond(refusal)
+        if not selected.stream:
+            return None
+        handler = selected.handler
+
+        def work(handoff: Handoff) -> None:
+            request._reader = partial(handoff.read, partial=True)
+            request._limit = limit
+            self.run_blocking(handler, request, handoff)
+
+        return work
+
+    def run_blocking(self, handler: Handler, request: Request, handoff: Handoff) -> None:
+        """In a pool thread: what :meth:`handle` does after routing, for a
+        blocking handler; the response goes back through ``handoff``."""
+        try:
+            response = to_response(handler(request))
+        except HTTPError as exc:
+            response = _error_response(request, exc)
+        else:
+            compress = self._compress
+            if compress is not None:
+                body = response.body
+                if type(body) is not bytes or len(body) >= compress.min_bytes:
+                    response = compress(request, response)
+        handoff.respond(response)
 
     def static(self, prefix: str, directory: str | os.PathLike[str], **options: Any) -> StaticFiles:
         """Serve the files under ``directory`` at ``prefix`` (GET and HEAD).
@@ -369,6 +458,32 @@ class _Callbacks:
     def __init__(self, callbacks: Mapping[str, Callable[..., object]]) -> None:
         for name, callback in callbacks.items():
             setattr(self, name, callback)  # an instance attribute: called as callback(ws, ...)
+
+
+class _Blocking:
+    """A blocking handler as the route table holds it: called on the loop, it
+    asks the connection to run the real one in the pool (see reactor.pool)."""
+
+    __slots__ = ("app", "handler", "stream", "max_body")
+
+    def __init__(self, app: App, handler: Handler, stream: bool, max_body: int | None) -> None:
+        # Weak: the app holds its routes, and a route holding the app back
+        # would be a cycle, freed only by a garbage collection.
+        self.app = weakref.ref(app)
+        self.handler = handler
+        self.stream = stream  # called at the head; reads the body with request.stream()
+        self.max_body = max_body
+
+    def __call__(self, request: Request) -> Any:
+        app, handler, limit = self.app(), self.handler, self.max_body
+        assert app is not None, "a route outlived its app"
+        if limit is not None and len(request.body) > limit:  # a chunked body read whole
+            raise HTTPError(413, f"the body is over {limit} bytes")
+
+        def work(handoff: Handoff) -> None:
+            app.run_blocking(handler, request, handoff)
+
+        raise Offload(work)
 
 
 def _error_response(request: Request, error: HTTPError) -> Response:

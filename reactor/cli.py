@@ -28,6 +28,7 @@ from .log import configure
 from .master import Master, run_worker
 from .server import Server, describe_listener, open_listeners
 from .tls import CERT_REQS, TLSConfigError, make_context
+from .wsgi import WSGIApp
 
 __all__ = [
     "build_app",
@@ -170,6 +171,9 @@ _CONFIG_FLAGS: list[tuple[str, str, Callable[[str], object], str]] = [
     ),
     ("--ws-ping-timeout", "ws_ping_timeout_s", positive_float, "seconds a WebSocket ping may go unanswered"),
     ("--ws-close-timeout", "ws_close_timeout_s", positive_float, "seconds to wait for a WebSocket Close"),
+    ("--threads", "threads", positive_int, "threads for blocking handlers and WSGI apps"),
+    ("--thread-queue", "thread_queue_count", positive_int, "requests waiting for a thread (503 above)"),
+    ("--thread-stuck", "thread_stuck_s", positive_float, "log a pool handler running longer, seconds"),
 ]
 
 
@@ -186,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=port_number, default=defaults.port, help="port, 0 to 65535; 0 picks a free one"
     )
     served = parser.add_mutually_exclusive_group()
-    served.add_argument("--app", help="serve module:attribute, an App (default: the demo)")
+    served.add_argument("--app", help="serve module:attribute, an App or a WSGI callable (default: the demo)")
     served.add_argument("--static", metavar="DIR", help="serve the files under DIR at / (and nothing else)")
     parser.add_argument(
         "--listing", action="store_true", help="with --static: list directories that have no index.html"
@@ -195,6 +199,18 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-control",
         metavar="VALUE",
         help=f"with --static: the Cache-Control of files (default {_CACHE_CONTROL}; '' sends none)",
+    )
+    parser.add_argument(
+        "--interface",
+        choices=["auto", "native", "wsgi"],
+        default="auto",
+        help="with --app: what it is (default auto: an App if it has handle(), else WSGI)",
+    )
+    parser.add_argument(
+        "--root-path",
+        default="",
+        metavar="PREFIX",
+        help="the URL prefix the app is mounted under (WSGI's SCRIPT_NAME), e.g. /api",
     )
     parser.add_argument(
         "--log-level",
@@ -321,6 +337,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"argument {flag}: only with --static")
     if args.reload and not args.app:
         parser.error("argument --reload: only with --app")
+    if args.interface != "auto" and not args.app:
+        parser.error("argument --interface: only with --app")
     if args.cache_control is None:
         args.cache_control = _CACHE_CONTROL
     # Config checks what no single flag can (low-water under high-water, say).
@@ -351,6 +369,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             ssl_ciphers=args.ssl_ciphers,
             handshake_timeout_s=args.handshake_timeout_s,
             ws_origins=args.ws_origins,
+            root_path=args.root_path,
             **{field: getattr(args, field) for _, field, _, _ in _CONFIG_FLAGS},
         )
     except ValueError as exc:
@@ -365,8 +384,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_app(spec: str) -> App:
-    """Import ``module:attribute`` and return the app it names."""
+def load_app(spec: str, interface: str = "auto") -> App:
+    """Import ``module:attribute`` and return the app it names: a reactor
+    :class:`~reactor.app.App` (it has ``handle``), or a WSGI callable, which
+    is wrapped in a :class:`~reactor.wsgi.WSGIApp` (``interface`` forces one
+    reading or the other)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise SystemExit(f"--app takes module:attribute, not {spec!r}")
@@ -380,9 +402,13 @@ def load_app(spec: str) -> App:
         app = getattr(module, attribute)
     except AttributeError:
         raise SystemExit(f"module {module_name!r} has no attribute {attribute!r}") from None
-    if not hasattr(app, "handle"):
-        raise SystemExit(f"{spec} is a {type(app).__name__}, not an App")
-    return app  # type: ignore[no-any-return]
+    if interface == "native" or (interface == "auto" and hasattr(app, "handle")):
+        if not hasattr(app, "handle"):
+            raise SystemExit(f"{spec} is a {type(app).__name__}, not an App")
+        return app  # type: ignore[no-any-return]
+    if not callable(app):
+        raise SystemExit(f"{spec} is a {type(app).__name__}: neither an App nor a WSGI callable")
+    return WSGIApp(app)  # type: ignore[return-value]
 
 
 def static_app(directory: str, **options: object) -> App:
@@ -398,7 +424,7 @@ def static_app(directory: str, **options: object) -> App:
 def build_app(args: argparse.Namespace) -> App:
     """The app the flags name: ``--app``, ``--static`` or the demo."""
     if args.app:
-        return load_app(args.app)
+        return load_app(args.app, args.interface)
     if args.static:
         return static_app(args.static, listing=args.listing, cache_control=args.cache_control or None)
     return make_demo()

@@ -166,6 +166,20 @@ class Config:
     #: Allowed ``Origin`` values of WebSocket handshakes, comma-separated
     #: (``https://example.com``); others get 403. None: any origin.
     ws_origins: str | None = None
+    # -- the thread pool (reactor/pool.py, docs/wsgi.md) ------------------------
+    #: Threads for blocking handlers and WSGI apps. 4, waitress's default: under
+    #: one GIL more threads add no CPU, only overlap for handlers that wait.
+    threads: int = 4
+    #: Requests that may wait for a thread; past it: 503 with Retry-After.
+    #: As many as the listen backlog, so a burst the kernel would have queued
+    #: is queued here too, and no more.
+    thread_queue_count: int = 1024
+    #: A handler running in the pool longer than this is logged (once): it
+    #: holds a thread, which is never killed.
+    thread_stuck_s: float = 30.0
+    #: The URL prefix the application is mounted under behind a proxy: WSGI's
+    #: SCRIPT_NAME (PATH_INFO is the rest). ``""``: at the root.
+    root_path: str = ""
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied."""
@@ -178,6 +192,10 @@ class Config:
                 not isinstance(value, (int, float)) or value <= 0
             ):
                 raise ValueError(f"{field.name} must be positive, not {value!r}")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a whole number, 1 or more, not {self.threads!r}")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(f"root_path must start with '/' and not end with one, not {self.root_path!r}")
         for name in ("workers", "max_requests", "max_requests_jitter"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a whole number, 0 or more, not {getattr(self, name)!r}")

@@ -18,6 +18,7 @@ refuses any move the table does not hold::
                         └──────────request complete─────────────┴──> WRITING
     WRITING ──stream──> STREAMING ──end──> WRITING     (an iterator or a file)
     WRITING ──push────> PUSHING   ──end──> WRITING     (a push stream)
+    READING_BODY, WRITING ──offload──> IN_POOL ──answer──> WRITING   (a worker thread)
     WRITING ──keep-alive──> IDLE
     WRITING ──last──> CLOSING ──close──> CLOSED        (the output is out)
     WRITING ──upgrade──> UPGRADED ──close──> CLOSED    (a 101: the WebSocket's now)
@@ -80,6 +81,7 @@ from .http.response import (
     status_text,
 )
 from .log import access, access_log, error_log, escape
+from .pool import ClientDisconnected, Handoff, Offload, PoolStream
 from .proxy import ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
 from .websocket.route import Upgrade
 
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .loop import Loop, Timer
     from .metrics import Metrics
+    from .pool import Pool, Work
     from .transport import Transport
 
 __all__ = [
@@ -112,6 +115,7 @@ class State(enum.Enum):
     UPGRADED = "upgraded"
     CLOSING = "closing"
     CLOSED = "closed"
+    IN_POOL = "in pool"  # a worker thread runs the handler (reactor/pool.py)
 
     # Members are singletons compared by identity, so identity hashing is
     # right; it is also C-level, where Enum's own __hash__ runs Python code on
@@ -128,6 +132,7 @@ PUSHING = State.PUSHING
 CLOSING = State.CLOSING
 CLOSED = State.CLOSED
 UPGRADED = State.UPGRADED
+IN_POOL = State.IN_POOL
 
 #: Every allowed move: ``(state, event) -> next state``. ``docs/state-machine.md``
 #: draws its diagram from this table.
@@ -157,6 +162,12 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (CLOSING, "close"): CLOSED,
     (WRITING, "upgrade"): UPGRADED,
     (UPGRADED, "close"): CLOSED,
+    # A handler that may block runs in the pool: the request waits there,
+    # its body (if it streams) fed to the worker as it arrives.
+    (WRITING, "offload"): IN_POOL,
+    (READING_BODY, "offload"): IN_POOL,
+    (IN_POOL, "answer"): WRITING,
+    (IN_POOL, "close"): CLOSED,
 }
 
 # The same moves, numbered: (state, event) -> (next state, its number). Each
@@ -278,6 +289,8 @@ class ConnectionOwner(Protocol):
     def metrics(self) -> Metrics: ...
     @property
     def keepalive(self) -> KeepAlive: ...
+    @property
+    def pool(self) -> Pool | None: ...
     def connection_closed(self, connection: Connection) -> None: ...
 
 
@@ -304,6 +317,7 @@ class Connection:
         "_trust",
         "_shown",
         "scheme",
+        "_handoff",
         "__weakref__",
     )
 
@@ -340,6 +354,8 @@ class Connection:
         self._shown = ""  # the client as logged
         #: Its requests' scheme: ``https`` on a TLS listener (set at accept).
         self.scheme = "http"
+        # The request in the pool (and its streamed response), or None.
+        self._handoff: Handoff | None = None
         self.proxied(client)
 
     def proxied(self, client: tuple[str, int]) -> None:
@@ -440,6 +456,10 @@ class Connection:
             if parser.buffered > self.config.max_head_bytes:
                 self.transport.pause_reading()
             return
+        elif state is IN_POOL:
+            parser.receive_data(data)
+            self._pump_body()
+            return
         parser.receive_data(data)
         self._answer_buffered()
         self._sync_timer()
@@ -456,6 +476,10 @@ class Connection:
         if state is STREAMING or state is PUSHING:
             error_log.debug("%s half-closed during a streamed response", self._client())
             self.parser.receive_data(b"")  # answered, or ended, after the stream
+            return
+        if state is IN_POOL:
+            self.parser.receive_data(b"")
+            self._pump_body()  # a body cut short fails the worker's next read
             return
         self.parser.receive_data(b"")
         self._answer_buffered()
@@ -504,6 +528,12 @@ class Connection:
             self._timer.release()
             self._timer = None
         self._idle.discard(self)
+        handoff = self._handoff
+        if handoff is not None:
+            # The worker's next read or write raises; its answer is dropped.
+            self._handoff = None
+            self.parser.body_sink = None
+            handoff.cancel()
         if self._body is not None:
             # A streamed response cut short (the client left, a timeout, an
             # error) is still a response: log it with the bytes that went out.
@@ -573,6 +603,13 @@ class Connection:
             self.request = request
             if request.chunked or request.content_length:  # request.has_body, without a call
                 self._move("head")
+                # An app whose routes may take the request at its head says
+                # so (at_head), and then which work takes it (stream_body).
+                app = self.app
+                work = app.stream_body(request) if getattr(app, "at_head", False) else None  # type: ignore[attr-defined]
+                if work is not None:
+                    self._offload_streaming(request, work)
+                    return
                 if request.expect_continue and not parser.buffered:
                     early = self.app.respond_early(request)
                     if early is not None:
@@ -614,6 +651,12 @@ class Connection:
         started = time()
         try:
             response = self.app.handle(request)
+        except Offload as offload:
+            # A blocking handler: a worker runs it (no instruction on the
+            # plain path: a try costs nothing until something is raised).
+            if self._offload(request, offload.work, True):
+                return False
+            return self._send_response(request, _busy(), False)
         except Exception:
             error_log.exception("handler failed for %s %s", request.method, escape(request.path))
             response = _plain(500)
@@ -657,6 +700,126 @@ class Connection:
         if rest:
             protocol.data_received(rest)
         return False
+
+    # -- the thread pool (see reactor.pool) -------------------------------------
+
+    def _offload(self, request: Request, work: Work, input_done: bool) -> bool:
+        """Hand ``request`` to the pool (the move ``offload`` to ``IN_POOL``);
+        False if the pool is full (admission control: answer 503)."""
+        pool = self.owner.pool
+        config = self.config
+        handoff = Handoff(
+            self,
+            self.loop,
+            work,
+            f"{request.method} {escape(request.route or request.path)}",
+            config.write_high_water_bytes,
+            config.body_timeout_s,
+            config.write_timeout_s,
+            input_done,
+            self._started + config.request_timeout_s,
+        )
+        if pool is None or not pool.submit(handoff):
+            error_log.warning(
+                "503 for %s %s from %s: the thread pool's queue is full",
+                request.method,
+                escape(request.path),
+                self._client(),
+            )
+            return False
+        self._move("offload")
+        self._handoff = handoff
+        # Reading goes on: a client that leaves (a reset) is noticed at once,
+        # and a pipelined request waits in the parser, up to one head's worth.
+        return True
+
+    def _offload_streaming(self, request: Request, work: Work) -> None:
+        """At the head of a request with a body: the worker starts now and
+        reads the body as it arrives (``wsgi.input``)."""
+        if request.expect_continue and not self.parser.buffered:
+            self.transport.write(informational(100))
+        if not self._offload(request, work, False):
+            # The body is unread: the connection closes after the 503.
+            self._move("request")
+            self._send_response(request, _busy(), keep_alive=False)
+            if self.state is WRITING:
+                self._last()
+            return
+        self.parser.body_sink = self._body_piece
+        self._pump_body()
+
+    def _body_piece(self, data: bytes) -> None:
+        """The parser's sink for a streamed body: the worker's input."""
+        handoff = self._handoff
+        if handoff is not None and handoff.feed(data):
+            self.transport.pause_reading()  # until the worker has taken most of it
+
+    def _pump_body(self) -> None:
+        """In ``IN_POOL``: parse what arrived of the body into the worker's input."""
+        handoff = self._handoff
+        parser = self.parser
+        if handoff is None or handoff.input_done:
+            # The body is in: a pipelined request waits, up to one head's worth.
+            if parser.buffered > self.config.max_head_bytes:
+                self.transport.pause_reading()
+            return
+        try:
+            event = parser.next_event()
+        except ProtocolError as exc:
+            error_log.info("%d from %s: %s", exc.status, self._client(), escape(str(exc)))
+            handoff.feed_end(f"bad request body: {exc}")
+            self.transport.pause_reading()
+            return
+        if event is Event.END_OF_MESSAGE:
+            parser.body_sink = None
+            handoff.feed_end()
+
+    def pool_answer(self, handoff: Handoff, response: Response) -> None:
+        """On the loop: the worker's response (its body may still be coming)."""
+        if handoff is not self._handoff or self.state is not IN_POOL:
+            _release(response.body)
+            return
+        request = self.request
+        assert request is not None
+        self._move("answer")
+        self.parser.body_sink = None
+        # A body the handler left unread (or that broke) ends the connection.
+        keep_alive = handoff.input_done and handoff.intact
+        body = response.body
+        if isinstance(body, PoolStream):
+            handoff.attach_stream(body)  # released with the stream (_finish_response)
+        else:
+            self._handoff = None
+        if keep_alive:
+            self.transport.resume_reading()
+        keep_alive = self._send_response(request, response, keep_alive, self.loop.time())
+        if self.state is WRITING and self._response_done(keep_alive):
+            self._answer_buffered()
+        self._sync_timer()
+
+    def pool_failed(self, handoff: Handoff, exc: BaseException) -> None:
+        """On the loop: the handler raised (or broke its response) in the worker."""
+        if handoff is not self._handoff:
+            return
+        if self.state is IN_POOL:
+            request = self.request
+            assert request is not None
+            self._handoff = None
+            self._move("answer")
+            self.parser.body_sink = None
+            # A body that never came in time is the client's fault: 408, as on the loop.
+            timed_out = isinstance(exc, ClientDisconnected) and not handoff.input_done
+            self._send_response(request, _plain(408 if timed_out else 500), keep_alive=False)
+            if self.state is WRITING:
+                self._last()
+        elif self.state is PUSHING:
+            self._response_failed(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+        self._sync_timer()
+
+    def pool_resume_reading(self, handoff: Handoff) -> None:
+        """On the loop: the worker has taken most of its unread body."""
+        if handoff is self._handoff and self.state is IN_POOL and not handoff.input_done:
+            self.transport.resume_reading()
 
     def _send_response(
         self, request: Request, response: Response, keep_alive: bool = True, now: float | None = None
@@ -817,6 +980,7 @@ class Connection:
         """The body producer is done (or failed): release it and log the response."""
         body, self._body = self._body, None
         assert body is not None
+        self._handoff = None  # a pool stream's handoff, if any: done with
         _release(body.producer)
         self._record(body.request, body.status, body.sent)
 
@@ -830,6 +994,9 @@ class Connection:
         """
         body, self._body = self._body, None
         assert body is not None
+        handoff, self._handoff = self._handoff, None
+        if handoff is not None:
+            handoff.cancel()  # the worker streaming it stops at its next write
         error_log.error("response to %s failed: %s", escape(body.route), _describe(exc), exc_info=exc)
         _release(body.producer)
         transport = self.transport
@@ -886,7 +1053,9 @@ class Connection:
             self._last()
         elif state is PUSHING:
             assert self._body is not None
-            self._body.producer.body.close()
+            stream = self._body.producer.body
+            if not getattr(stream, "ends_itself", False):  # a worker's ends when it is sent
+                stream.close()
         elif state is UPGRADED:
             cast(Any, transport.protocol).shutdown()  # the WebSocket: Close 1001
 
@@ -995,6 +1164,11 @@ def _release(body: object) -> None:
 def _describe(exc: BaseException) -> str:
     """``TypeError: message``, escaped, on one line."""
     return escape(f"{type(exc).__name__}: {exc}")
+
+
+def _busy() -> Response:
+    """Admission control's answer: the pool is full, come back in a second."""
+    return Response.text(status_text(503, "the server is busy"), 503, headers=[("Retry-After", "1")])
 
 
 def _plain(status: int) -> Response:

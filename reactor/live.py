@@ -27,7 +27,8 @@ What it costs the loop:
   (:meth:`reactor.loop.Loop.upcoming`). With 15,000 connections open, a
   snapshot still looks at ``rows`` of them.
 
-There is no thread pool yet (handlers run on the loop), so the page shows none.
+The thread pool (blocking handlers, WSGI apps): threads, busy, queued, done,
+refused, stuck, and the queue-wait histogram (read under the pool's lock, when sent).
 """
 
 from __future__ import annotations
@@ -124,8 +125,7 @@ class LiveView:
             "watchers": len(self.watchers),
             "table": self.table(server),
             "timer_heap": timer_heap(loop),
-            # Handlers run on the loop: there is no thread pool to show yet.
-            "thread_pool": None,
+            "thread_pool": _pool(server),
         }
 
     def table(self, server: Observed) -> dict[str, Any]:
@@ -310,7 +310,7 @@ td.n { text-align: right; }
     </div>
     <div class="card" style="margin-top:.6rem">
       <h2>thread pool</h2>
-      <div class="note" id="pool">none: handlers run on the loop</div>
+      <div class="note" id="pool">no pool</div>
     </div>
   </div>
 </div>
@@ -321,9 +321,10 @@ const fields = ["requests", "requests_per_s", "iterations_per_s", "loop_lag_ms",
                 "accepted", "bytes_received", "bytes_sent"];
 // Named as reactor.connection.State's values ("reading headers"), as the home page does.
 const STATES = ["idle", "reading_headers", "reading_body", "writing", "streaming", "pushing", "upgraded",
-                "closing"];
+                "closing", "in_pool"];
 const COLORS = {idle: "#8c96a0", reading_headers: "#3b7dd8", reading_body: "#17a2b8", writing: "#28a745",
-                streaming: "#e0a800", pushing: "#a05cd6", upgraded: "#20c997", closing: "#d9534f"};
+                streaming: "#e0a800", pushing: "#a05cd6", upgraded: "#20c997", closing: "#d9534f",
+                in_pool: "#fd7e14"};
 // One sample a second: the charts show the last five minutes, and never keep more.
 const HISTORY = 300;
 const samples = [];
@@ -437,6 +438,17 @@ function showTable(table) {
     : table.open.toLocaleString("en") + " open";
 }
 
+function showPool(p) {
+  let waits = "";
+  p.wait_counts.forEach((n, i) => {
+    const bound = p.wait_buckets_s[i];
+    if (n) waits += " \u2264" + (bound === undefined ? "inf" : bound * 1000 + " ms") + ": " + n;
+  });
+  document.getElementById("pool").textContent =
+    p.busy + " of " + p.threads + " threads busy (" + p.started + " started), " +
+    p.queued + " queued (bound " + p.queue_bound + "), " + p.completed + " done, " +
+    p.rejected + " refused, " + p.stuck + " stuck; waits" + (waits || " -");
+}
 function showHeap(heap) {
   document.getElementById("heap").textContent =
     heap.size.toLocaleString("en") + " entries, " + heap.armed.toLocaleString("en") + " armed, " +
@@ -473,7 +485,7 @@ function show(stats) {
   drawCharts();
   showTable(stats.table);
   showHeap(stats.timer_heap);
-  if (stats.thread_pool) document.getElementById("pool").textContent = JSON.stringify(stats.thread_pool);
+  if (stats.thread_pool) showPool(stats.thread_pool);
   document.getElementById("status").textContent =
     "updated " + new Date().toLocaleTimeString() + " \\u00b7 " + stats.watchers + " watching";
 }
@@ -485,3 +497,9 @@ window.addEventListener("resize", drawCharts);
 </body>
 </html>
 """
+
+
+def _pool(server: Any) -> dict[str, Any] | None:
+    """The thread pool's figures, or None for a server without one."""
+    pool = getattr(server, "pool", None)
+    return None if pool is None else pool.snapshot()

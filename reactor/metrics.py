@@ -18,12 +18,14 @@ import bisect
 from typing import TYPE_CHECKING, Protocol
 
 from .connection import MOVE_COUNTERS
+from .pool import WAIT_BUCKETS_S
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     from .connection import Connection
     from .loop import Loop
+    from .pool import Pool
 
 __all__ = ["DURATION_BUCKETS_S", "Metrics", "Observed", "prometheus_text"]
 
@@ -139,4 +141,33 @@ def prometheus_text(server: Observed) -> str:
         "Handlers that blocked the loop past the watchdog threshold.",
     )
     out.append(_line("reactor_slow_handlers_total", metrics.slow_handlers))
+    pool = getattr(server, "pool", None)
+    if pool is not None:
+        _pool_text(pool, family, out)
     return "".join(out)
+
+
+def _pool_text(pool: Pool, family: Callable[[str, str, str], None], out: list[str]) -> None:
+    """The thread pool's figures (see reactor/pool.py)."""
+    family("reactor_pool_threads", "gauge", "Threads the pool may run.")
+    out.append(_line("reactor_pool_threads", pool.threads))
+    family("reactor_pool_busy", "gauge", "Handlers running in the pool now.")
+    out.append(_line("reactor_pool_busy", pool.busy))
+    family("reactor_pool_queued", "gauge", "Requests waiting for a pool thread.")
+    out.append(_line("reactor_pool_queued", pool.queued))
+    family("reactor_pool_completed_total", "counter", "Handlers the pool has run to the end.")
+    out.append(_line("reactor_pool_completed_total", pool.completed))
+    family("reactor_pool_rejected_total", "counter", "Requests answered 503: the pool's queue was full.")
+    out.append(_line("reactor_pool_rejected_total", pool.rejected))
+    family("reactor_pool_stuck_total", "counter", "Handlers logged for running past thread_stuck_s.")
+    out.append(_line("reactor_pool_stuck_total", pool.stuck))
+    family("reactor_pool_wait_seconds", "histogram", "Time a request waited for a pool thread.")
+    cumulative = 0
+    counts = list(pool.wait_counts)
+    for bound, count in zip(WAIT_BUCKETS_S, counts[:-1], strict=True):
+        cumulative += count
+        out.append(_line("reactor_pool_wait_seconds_bucket", cumulative, f'le="{bound}"'))
+    cumulative += counts[-1]
+    out.append(_line("reactor_pool_wait_seconds_bucket", cumulative, 'le="+Inf"'))
+    out.append(_line("reactor_pool_wait_seconds_sum", pool.wait_sum_s))
+    out.append(_line("reactor_pool_wait_seconds_count", cumulative))

@@ -46,6 +46,7 @@ from .connection import Application, Connection, KeepAlive, ProxyProtocolReader,
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
+from .pool import Pool
 from .proxy import trusted
 from .tls import TLSTransport, make_context
 from .transport import Lingering, Transport
@@ -108,6 +109,11 @@ class Server:
         self.tls: ssl.SSLContext | None = None
         if self.config.certfile is not None:
             self.tls = make_context(self.config)
+        #: Threads for blocking handlers and WSGI apps (started when first needed).
+        self.pool: Pool | None = Pool(
+            self.config.threads, self.config.thread_queue_count, self.config.thread_stuck_s
+        )
+        self._shutdown_deadline: float | None = None
         # An app may want the server (for its loop and figures): it says so
         # with an attach(server) method.
         attach = getattr(app, "attach", None)
@@ -320,6 +326,8 @@ class Server:
         lag = max(0.0, now - probe.when)
         self.metrics.loop_lag_s = lag
         self.metrics.loop_lag_max_s = max(self.metrics.loop_lag_max_s, lag)
+        if self.pool is not None and self.pool.busy:
+            self.pool.report_stuck()  # the watchdog of handlers off the loop
         if not self._stopping:
             probe.reset(now + self.config.lag_probe_interval_s)
 
@@ -356,6 +364,7 @@ class Server:
         for connection in list(self.connections):
             connection.shutdown()
         self._shutdown_timer = self.loop.call_later(self.config.shutdown_timeout_s, self._shutdown_timed_out)
+        self._shutdown_deadline = self.loop.time() + self.config.shutdown_timeout_s
         self._stop_when_done()
 
     def _shutdown_timed_out(self) -> None:
@@ -388,8 +397,13 @@ class Server:
         self.loop.stop()
 
     def close(self) -> None:
-        """Release every socket and the loop."""
+        """Release every socket and the loop; let the pool's handlers finish
+        within what is left of the shutdown timeout (their clients are gone
+        by now: what they answer is dropped)."""
         self.close_all()
+        if self.pool is not None:
+            deadline = self._shutdown_deadline
+            self.pool.close(0.0 if deadline is None else max(0.0, deadline - self.loop.time()))
         for sock in self._listeners:
             sock.close()
         self._listeners.clear()

@@ -31,6 +31,7 @@ sending a little at a time.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Protocol
 
 from .errors import (
@@ -134,6 +135,7 @@ class RequestParser:
         "eof",
         "_error",
         "_line",
+        "body_sink",
     )
 
     def __init__(self, limits: ParserLimits) -> None:
@@ -156,6 +158,9 @@ class RequestParser:
         self.eof = False
         self._error: ProtocolError | None = None
         self._line: str | None = None  # this cycle's request line, once it matched
+        #: Set, it takes each piece of the body as it is parsed (a streamed
+        #: body: reactor/pool.py), and ``request.body`` stays empty.
+        self.body_sink: Callable[[bytes], object] | None = None
 
     # -- feeding -----------------------------------------------------------
 
@@ -561,6 +566,10 @@ class RequestParser:
         the second piece on, pieces are appended to one ``bytearray``, so a
         body of a million tiny chunks costs what its bytes cost.
         """
+        sink = self.body_sink
+        if sink is not None:
+            sink(piece if type(piece) is bytes else bytes(piece))
+            return
         body = self._body
         if not body:
             self._body = piece

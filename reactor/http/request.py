@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
@@ -150,7 +150,13 @@ class Request:
         "_query",
         "_cookies",
         "_form",
+        "_reader",
+        "_limit",
     )
+
+    # Set only for a route marked stream=True (reactor/app.py), by its worker.
+    _reader: Callable[[int], bytes]
+    _limit: int | None
 
     def __init__(
         self,
@@ -272,6 +278,47 @@ class Request:
                 [("Accept-Post", _FORM_TYPES)],
             )
         return self._form
+
+    def stream(self, size: int = 65536) -> Iterator[bytes]:
+        """The body as it arrives, in pieces of at most ``size`` bytes: for a
+        route marked ``stream=True`` (its handler runs in the thread pool and
+        is called at the head, before the body is in). Elsewhere the body has
+        been read already, and this yields ``request.body``.
+
+        Raises:
+            HTTPError: 413 once the body passes the route's ``max_body``.
+            ConnectionError: the client left, or sent nothing for
+                ``body_timeout_s`` (a :class:`~reactor.pool.ClientDisconnected`).
+        """
+        try:
+            read = self._reader
+        except AttributeError:
+            if self.body:
+                yield self.body
+            return
+        limit = self._limit
+        got = 0
+        while True:
+            piece = read(size)
+            if not piece:
+                return
+            got += len(piece)
+            if limit is not None and got > limit:
+                raise HTTPError(413, f"the body is over {limit} bytes")
+            yield piece
+
+    def body_file(self, spool_bytes: int = 1048576) -> Any:
+        """The whole body in a file, positioned at its start: in memory up to
+        ``spool_bytes``, then in a temporary file (a
+        :class:`tempfile.SpooledTemporaryFile`), so a large upload never sits
+        in memory whole. The caller closes it."""
+        import tempfile  # noqa: PLC0415 (only for streamed routes: not on every import)
+
+        spooled = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115 (returned)
+        for piece in self.stream():
+            spooled.write(piece)
+        spooled.seek(0)
+        return spooled
 
     def text(self, encoding: str = "utf-8") -> str:
         """The body decoded as text."""

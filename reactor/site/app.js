@@ -19,7 +19,7 @@ function setStatus(state) {
 // The states in the order a connection goes through them, named as the live
 // view (/_reactor/) and reactor.connection.State name them: /api/info counts
 // them by enum name ("READING_HEADERS"), shown as the enum value ("reading headers").
-const STATES = ["IDLE", "READING_HEADERS", "READING_BODY", "WRITING", "STREAMING", "PUSHING", "UPGRADED", "CLOSING"];
+const STATES = ["IDLE", "READING_HEADERS", "READING_BODY", "WRITING", "STREAMING", "PUSHING", "UPGRADED", "CLOSING", "IN_POOL"];
 
 function stateLabel(name) {
   return name.toLowerCase().replaceAll("_", " ");

@@ -206,6 +206,7 @@ def test_live_view_counts_requests_in_a_real_browser(tmp_path: Path) -> None:
             "pushing",
             "upgraded",
             "closing",
+            "in pool",
         }, rows
         assert shown["pushing"] >= 1, rows  # the page's own event stream is a push stream
         status = devtools.evaluate("document.getElementById('status').textContent")

@@ -227,6 +227,7 @@ def test_metrics_parse_as_prometheus_text(serve: Serve) -> None:
         "pushing": 0,
         "upgraded": 0,
         "closing": 0,
+        "in_pool": 0,
     }
 
     # Responses by class: three 200s, then a 404 and a 400.
@@ -336,6 +337,7 @@ def test_stats_json_has_what_the_page_shows(serve: Serve) -> None:
         "pushing",
         "upgraded",
         "closing",
+        "in_pool",
     }
     assert stats["connections"]["writing"] == 1
     assert isinstance(stats["watchers"], int)

@@ -11,7 +11,14 @@ import pytest
 API = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 # The package and the modules that users import by name (README, docs/).
-PUBLIC_MODULES = ["reactor", "reactor.streams", "reactor.live", "reactor.trace"]
+PUBLIC_MODULES = [
+    "reactor",
+    "reactor.streams",
+    "reactor.live",
+    "reactor.trace",
+    "reactor.wsgi",
+    "reactor.pool",
+]
 
 # A heading's first backticked name, dotted or not: "### `live.mount(app)`" -> "live.mount".
 HEADING_NAME = re.compile(r"^#{2,6} `([A-Za-z_][A-Za-z0-9_.]*)")
