@@ -541,3 +541,45 @@ def test_a_websocket_over_tls_echoes_and_the_handler_sees_https(
         assert client.recv() == big
     assert schemes == ["https"]
     get_tls_ok(running.address, test_ca)  # and HTTPS goes on
+
+
+# -- WSGI over TLS --------------------------------------------------------------
+
+
+def test_a_wsgi_app_over_tls_sees_https_and_streams_a_large_upload(
+    serve: Callable[..., Running], test_ca: Certs
+) -> None:
+    """The pool's handoff does not care which transport carries the bytes:
+    ``wsgi.url_scheme`` is https, and a body larger than the worker's input
+    bound (so reading pauses and resumes) arrives whole through TLS."""
+    from wsgiref.validate import validator
+
+    from reactor.wsgi import WSGIApp
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        digest = hashlib.sha256()
+        while True:
+            piece = stream.read(65536)  # type: ignore[attr-defined]
+            if not piece:
+                break
+            digest.update(piece)
+        body = f"{environ['wsgi.url_scheme']} {digest.hexdigest()}".encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    running = serve(
+        WSGIApp(validator(app)),
+        certfile=str(test_ca.cert),
+        keyfile=str(test_ca.key),
+        max_body_bytes=8 * 1024 * 1024,
+    )
+    upload = os.urandom(3 * 1024 * 1024)
+    with connect_tls(running.address, test_ca, timeout=30) as sock:
+        sock.sendall(
+            b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(upload) + upload
+        )
+        response = recv_response(sock)
+    assert response.status == 200
+    assert response.body == f"https {hashlib.sha256(upload).hexdigest()}".encode()
+    get_tls_ok(running.address, test_ca, body=None)
