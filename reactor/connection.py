@@ -72,7 +72,7 @@ from .http.response import (
     status_text,
 )
 from .log import access, access_log, error_log, escape
-from .proxy import ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
+from .proxy import FORWARDING_FIELDS, ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
 
 if TYPE_CHECKING:
     from .config import Config
@@ -555,7 +555,8 @@ class Connection:
             request.client = self.client
             request.scheme = self.scheme
             if self._trust is not None:
-                forwarded(request, self._trust)  # a trusted proxy names the client
+                if request.headers.has_any(FORWARDING_FIELDS):
+                    forwarded(request, self._trust)  # a trusted proxy names the client
                 self._shown = request.client[0]
             self.request = request
             if request.chunked or request.content_length:  # request.has_body, without a call
