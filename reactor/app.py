@@ -432,7 +432,9 @@ class App:
         if isinstance(selected, Response):
             return selected
         try:
-            response = to_response(selected(request))
+            result = selected(request)
+            # A Response, the common result, needs no call to become one.
+            response = result if result.__class__ is Response else to_response(result)
         except HTTPError as exc:
             return _error_response(request, exc)
         compress = self._compress

@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote
 
 from .http.request import Request
@@ -294,27 +295,83 @@ def set_access_format(fmt: str | None = None, json_lines: bool = False) -> None:
     _format = None if fmt is None else compile_format(fmt, json_lines)
 
 
+class _Direct:
+    """The stream the access log's one plain handler writes to, when that is
+    all logging would do with a line: then a line is written to it directly.
+
+    That is the setup :func:`configure` makes: one ``StreamHandler``, no
+    filters, a ``Formatter("%(message)s")``, no propagation. logging would
+    make a ``LogRecord``, look up its caller, take the handler's lock,
+    format the record into the same text and write it with the handler's
+    terminator: about 60,000 instructions a line that change no byte of the
+    output. Any other setup (more handlers, a filter, another formatter, a
+    test's capture) goes through logging as usual. Checked on every line
+    (a few attribute loads), so a handler swapped at any time is seen.
+    """
+
+    __slots__ = ("handler", "stream", "formatter", "write")
+
+    def __init__(self) -> None:
+        self.handler: logging.StreamHandler[Any] | None = None
+        self.stream: object = None
+        self.formatter: logging.Formatter | None = None
+        self.write: Callable[[str], object] | None = None
+
+    def writer(self) -> Callable[[str], object] | None:
+        """The stream's ``write`` if a line may go straight to it, else None."""
+        handlers = access_log.handlers
+        if len(handlers) != 1 or access_log.filters or access_log.propagate:
+            return None
+        handler = handlers[0]
+        if handler is self.handler and handler.stream is self.stream and handler.formatter is self.formatter:
+            return self.write if not handler.filters else None
+        return self._check(handler)
+
+    def _check(self, handler: logging.Handler) -> Callable[[str], object] | None:
+        formatter = handler.formatter
+        if (
+            type(handler) is not logging.StreamHandler
+            or handler.filters
+            or handler.level > logging.INFO
+            or handler.terminator != "\n"
+            or type(formatter) is not logging.Formatter
+            or type(formatter._style) is not logging.PercentStyle
+            or formatter._fmt != "%(message)s"
+        ):
+            return None
+        assert isinstance(handler, logging.StreamHandler)
+        stream = handler.stream
+        self.handler, self.stream, self.formatter = handler, stream, formatter
+        self.write = stream.write
+        return self.write
+
+
+_direct = _Direct()
+
+
 def access(client: str, request: Request | str | None, status: int, size: int, duration_s: float) -> None:
     """Write one access log line (the caller checks that the logger is enabled).
 
     ``request`` is the request answered, or only its request line (a refusal
     after the line was read), or ``None`` (nothing was read).
     """
-    # The default line first: logging finds its caller's line number by
-    # scanning the function's line table up to the call, so a call near
-    # the top costs less (here 1,600 instructions less than at the bottom).
     if _format is None:
-        access_log.info(
-            '%s - - %s "%s" %d %d %.2fms',
-            client,
-            clf_time.get(),
-            escape(_line(request)),
-            status,
-            size,
-            duration_s * 1000.0,
-        )
+        logged = escape(_line(request))
+        line = f'{client} - - {clf_time.get()} "{logged}" {status} {size} {duration_s * 1000.0:.2f}ms'
     else:
-        access_log.info("%s", _format(client, request, status, size, duration_s))
+        line = _format(client, request, status, size, duration_s)
+    write = _direct.writer()
+    if write is not None:
+        handler = _direct.handler
+        assert handler is not None
+        with handler.lock:  # type: ignore[union-attr]  # held as StreamHandler.emit holds it
+            try:
+                write(line + "\n")
+                handler.flush()
+                return
+            except Exception:
+                pass  # logging reports it, below, as it would have
+    access_log.info("%s", line)
 
 
 def configure(

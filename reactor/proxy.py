@@ -240,7 +240,8 @@ def _host(value: str | None) -> str | None:
     return value if _HOST.fullmatch(value) is not None else None
 
 
-_FORWARDING_FIELDS = frozenset(("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"))
+#: The fields :func:`forwarded` reads: a request with none of them needs no call.
+FORWARDING_FIELDS = frozenset(("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"))
 
 
 def forwarded(request: Request, trust: Trusted) -> None:
@@ -253,7 +254,7 @@ def forwarded(request: Request, trust: Trusted) -> None:
     nearest proxy's). Whatever is malformed is ignored.
     """
     headers = request.headers
-    if not headers.has_any(_FORWARDING_FIELDS):
+    if not headers.has_any(FORWARDING_FIELDS):
         return  # most requests, even through a proxy we trust for them
     values = headers.get_all("forwarded")
     if values:

@@ -103,6 +103,9 @@ class Server:
         self._fd_error_logged = False
         self._stopping = False
         self._draining = False  # see drain()
+        #: False once shutdown (or a drain) has begun: responses then close
+        #: their connection. An attribute, not a property: read for every response.
+        self.accepting = True
         self._shutdown_timer: Timer | None = None
         self._lingering = Lingering(self.loop, self.config.linger_timeout_s)
         #: The TLS context when ``config.certfile`` is set (see :meth:`reload_tls`), else None.
@@ -137,11 +140,6 @@ class Server:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 bound = sock.getsockname()
                 self.addresses.append((bound[0], bound[1]))
-
-    @property
-    def accepting(self) -> bool:
-        """False once shutdown (or a drain) has begun: responses then close their connection."""
-        return not (self._stopping or self._draining)
 
     def _start_accepting(self) -> None:
         if not self._listening and not self._stopping:
@@ -270,6 +268,7 @@ class Server:
         if self._draining or self._stopping:
             return
         self._draining = True
+        self.accepting = False
         self._stop_accepting()
         for sock in self._listeners:
             sock.close()  # this process's copy: the socket stays open in the others
@@ -358,6 +357,7 @@ class Server:
         error_log.info("shutting down: %d connections open", len(self.connections))
         self._stop_accepting()
         self._stopping = True
+        self.accepting = False
         for sock in self._listeners:
             sock.close()
         self._listeners.clear()
@@ -389,6 +389,7 @@ class Server:
     def close_all(self) -> None:
         """Close every connection and listener now and stop the loop."""
         self._stopping = True
+        self.accepting = False
         self._stop_accepting()
         for connection in list(self.connections):
             connection.close()

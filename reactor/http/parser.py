@@ -114,6 +114,9 @@ _ERROR = _Phase.ERROR
 
 # Header fields the parser itself must understand to frame the message.
 _FRAMING_FIELDS = frozenset(("content-length", "transfer-encoding", "host", "connection", "expect"))
+# The longest request line the parser remembers as valid (see _valid_line):
+# an idle connection holds at most this much for it.
+_REMEMBERED_LINE_CHARS = 256
 # Longest chunk-size line (size, extensions and CRLF) we wait for.
 _MAX_CHUNK_LINE_BYTES = 4096
 
@@ -136,6 +139,8 @@ class RequestParser:
         "_error",
         "_line",
         "body_sink",
+        "_valid_host",
+        "_valid_line",
     )
 
     def __init__(self, limits: ParserLimits) -> None:
@@ -161,6 +166,14 @@ class RequestParser:
         #: Set, it takes each piece of the body as it is parsed (a streamed
         #: body: reactor/pool.py), and ``request.body`` stays empty.
         self.body_sink: Callable[[bytes], object] | None = None
+        # The last Host value that matched HOST_RE on this connection: a
+        # client sends the same one in request after request, and a string
+        # compare is a small part of a match. Only ever this connection's
+        # own last value, so its timing tells a client nothing it did not send.
+        self._valid_host = ""
+        # The same for the request line (a client asks for the same page
+        # again and again): the last short one that matched, and its parts.
+        self._valid_line: tuple[str | None, tuple[str, ...]] = (None, ())  # None: no line yet
 
     # -- feeding -----------------------------------------------------------
 
@@ -305,10 +318,17 @@ class RequestParser:
         line = lines[0]
         if len(line) > limits.max_request_line_bytes:
             raise URITooLong(f"request line is {len(line)} bytes")
-        match = REQUEST_LINE_RE.fullmatch(line)
-        if match is None:
-            raise _request_line_error(line)
-        method, target, major, minor = match.groups()
+        valid = self._valid_line
+        if line == valid[0]:
+            parts = valid[1]
+        else:
+            match = REQUEST_LINE_RE.fullmatch(line)
+            if match is None:
+                raise _request_line_error(line)
+            parts = match.groups()
+            if len(line) <= _REMEMBERED_LINE_CHARS:
+                self._valid_line = (line, parts)
+        method, target, major, minor = parts
         self._line = line
         if major != "1" or minor not in {"1", "0"}:
             raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
@@ -351,8 +371,10 @@ class RequestParser:
         for name, value in framing:
             if name == "host":  # the one in every request, so tested first
                 hosts += 1
-                if HOST_RE.fullmatch(value) is None:
-                    raise BadRequest(f"invalid Host {shorten(value)}")
+                if value != self._valid_host:
+                    if HOST_RE.fullmatch(value) is None:
+                        raise BadRequest(f"invalid Host {shorten(value)}")
+                    self._valid_host = value
                 host = value
             elif name == "content-length":
                 content_length = _content_length(value, content_length)
