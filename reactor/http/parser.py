@@ -114,9 +114,6 @@ _ERROR = _Phase.ERROR
 
 # Header fields the parser itself must understand to frame the message.
 _FRAMING_FIELDS = frozenset(("content-length", "transfer-encoding", "host", "connection", "expect"))
-# The longest request line the parser remembers as valid (see _valid_line):
-# an idle connection holds at most this much for it.
-_REMEMBERED_LINE_CHARS = 256
 # Longest chunk-size line (size, extensions and CRLF) we wait for.
 _MAX_CHUNK_LINE_BYTES = 4096
 
@@ -140,7 +137,6 @@ class RequestParser:
         "_line",
         "body_sink",
         "_valid_host",
-        "_valid_line",
     )
 
     def __init__(self, limits: ParserLimits) -> None:
@@ -171,9 +167,6 @@ class RequestParser:
         # compare is a small part of a match. Only ever this connection's
         # own last value, so its timing tells a client nothing it did not send.
         self._valid_host = ""
-        # The same for the request line (a client asks for the same page
-        # again and again): the last short one that matched, and its parts.
-        self._valid_line: tuple[str | None, tuple[str, ...]] = (None, ())  # None: no line yet
 
     # -- feeding -----------------------------------------------------------
 
@@ -318,17 +311,10 @@ class RequestParser:
         line = lines[0]
         if len(line) > limits.max_request_line_bytes:
             raise URITooLong(f"request line is {len(line)} bytes")
-        valid = self._valid_line
-        if line == valid[0]:
-            parts = valid[1]
-        else:
-            match = REQUEST_LINE_RE.fullmatch(line)
-            if match is None:
-                raise _request_line_error(line)
-            parts = match.groups()
-            if len(line) <= _REMEMBERED_LINE_CHARS:
-                self._valid_line = (line, parts)
-        method, target, major, minor = parts
+        match = REQUEST_LINE_RE.fullmatch(line)
+        if match is None:
+            raise _request_line_error(line)
+        method, target, major, minor = match.groups()
         self._line = line
         if major != "1" or minor not in {"1", "0"}:
             raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")

@@ -721,18 +721,3 @@ def test_every_host_on_a_connection_is_checked_whatever_came_before() -> None:
     with pytest.raises(ProtocolError) as refused:
         parser.next_event()
     assert refused.value.status == 400 and "invalid Host" in str(refused.value)
-
-
-def test_a_request_line_seen_valid_before_is_parsed_as_then_and_others_still_checked() -> None:
-    parser = RequestParser(Config())
-    for line in (b"GET /a?x=1 HTTP/1.1", b"GET /a?x=1 HTTP/1.1", b"HEAD /b HTTP/1.0", b"GET /a?x=1 HTTP/1.1"):
-        parser.receive_data(line + b"\r\n" + HOST + b"\r\n")
-        request = parser.next_event()
-        assert isinstance(request, Request)
-        assert f"{request.method} {request.target} {request.version}".encode() == line
-        assert parser.next_event() is Event.END_OF_MESSAGE
-        parser.start_next_cycle()
-    parser.receive_data(b"GET /a?x=1  HTTP/1.1\r\n" + HOST + b"\r\n")
-    with pytest.raises(ProtocolError) as refused:
-        parser.next_event()
-    assert refused.value.status == 400
