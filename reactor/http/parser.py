@@ -136,7 +136,6 @@ class RequestParser:
         "_error",
         "_line",
         "body_sink",
-        "_valid_host",
     )
 
     def __init__(self, limits: ParserLimits) -> None:
@@ -162,11 +161,6 @@ class RequestParser:
         #: Set, it takes each piece of the body as it is parsed (a streamed
         #: body: reactor/pool.py), and ``request.body`` stays empty.
         self.body_sink: Callable[[bytes], object] | None = None
-        # The last Host value that matched HOST_RE on this connection: a
-        # client sends the same one in request after request, and a string
-        # compare is a small part of a match. Only ever this connection's
-        # own last value, so its timing tells a client nothing it did not send.
-        self._valid_host = ""
 
     # -- feeding -----------------------------------------------------------
 
@@ -357,10 +351,8 @@ class RequestParser:
         for name, value in framing:
             if name == "host":  # the one in every request, so tested first
                 hosts += 1
-                if value != self._valid_host:
-                    if HOST_RE.fullmatch(value) is None:
-                        raise BadRequest(f"invalid Host {shorten(value)}")
-                    self._valid_host = value
+                if HOST_RE.fullmatch(value) is None:
+                    raise BadRequest(f"invalid Host {shorten(value)}")
                 host = value
             elif name == "content-length":
                 content_length = _content_length(value, content_length)

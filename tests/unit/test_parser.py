@@ -705,19 +705,3 @@ def test_no_body_request_ends_at_once() -> None:
     assert not request.has_body
     assert parser.next_event() is Event.END_OF_MESSAGE
     assert parser.buffered == 0
-
-
-def test_every_host_on_a_connection_is_checked_whatever_came_before() -> None:
-    """A Host already seen valid on this connection is accepted again; any other is
-    still matched against the grammar, on the same parser, after it."""
-    parser = RequestParser(Config())
-    for host in ("a.example:80", "a.example:80", "", "b.example", "a.example:80"):
-        parser.receive_data(b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n")
-        request = parser.next_event()
-        assert isinstance(request, Request) and request.host == host
-        assert parser.next_event() is Event.END_OF_MESSAGE
-        parser.start_next_cycle()
-    parser.receive_data(b"GET / HTTP/1.1\r\nHost: a.example:8x\r\n\r\n")
-    with pytest.raises(ProtocolError) as refused:
-        parser.next_event()
-    assert refused.value.status == 400 and "invalid Host" in str(refused.value)
