@@ -135,6 +135,7 @@ class WebSocket:
         "state",
         "seen",
         "_reader",
+        "_max_message",
         "_deflate",
         "_heartbeat",
         "_close_timer",
@@ -165,7 +166,10 @@ class WebSocket:
         self.state = OPEN
         #: When the peer was last heard from (or pinged), by the loop's clock.
         self.seen = self.loop.now
-        self._reader = Reader(max_message=max_message, deflate=deflate)
+        # The codec's reader, made when the client first sends something: a
+        # socket that only listens (a broadcast's subscriber) never pays for one.
+        self._reader: Reader | None = None
+        self._max_message = max_message
         self._deflate = deflate
         self._heartbeat = heartbeat_for(self.loop, self.config)
         self._close_timer: Timer | None = None
@@ -276,8 +280,11 @@ class WebSocket:
             return
         if state is OPEN:
             self._heartbeat.heard(self)
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = Reader(max_message=self._max_message, deflate=self._deflate)
         try:
-            events = self._reader.feed(data)
+            events = reader.feed(data)
         except WebSocketError as exc:
             # The reader keeps the error to raise it again; its traceback would
             # hold this frame, and so this socket, in a cycle with the reader.
