@@ -179,6 +179,8 @@ _MAX_CONTROL = 125
 _CONTINUATION, _TEXT, _BINARY, _PING, _PONG = 0, 1, 2, 9, 10
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+# The parts of no message: shared, never appended to (a message's own list replaces it).
+_NO_PARTS: list[Any] = []
 
 
 class Reader:
@@ -229,7 +231,9 @@ class Reader:
         self._key_at = 0
         self._opcode: Opcode | None = None
         self._compressed = False
-        self._parts: list[Any] = []  # str pieces of a text message, bytes of a binary one
+        # str pieces of a text message, bytes of a binary one: a list made when
+        # a message spans reads (a whole one in one read needs none), dropped at its end.
+        self._parts: list[Any] = _NO_PARTS
         self._size = 0  # payload bytes of the message so far (decompressed)
         self._wire = 0  # payload bytes on the wire of the message so far
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -420,7 +424,7 @@ class Reader:
         else:
             result = b"".join(self._parts)
         self._opcode = None
-        self._parts = []
+        self._parts = _NO_PARTS
         self._decoder = None
         return Message(result)
 

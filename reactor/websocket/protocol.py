@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import enum
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..http.request import Request
+from ..http.cookies import parse_cookie_header
+from ..http.fields import MAX_FIELDS, MultiDict, parse_urlencoded
+from ..http.request import Headers, Request
 from ..log import error_log, escape
 from .frames import Close, Message, Ping, Reader, WebSocketError, close_frame, encode_message, pong
 from .frames import ping as ping_frame
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     from ..loop import Loop, Timer
     from ..transport import Transport
 
-__all__ = ["WS_TRANSITIONS", "Heartbeat", "WSState", "WebSocket", "WebSocketClosed"]
+__all__ = ["WS_TRANSITIONS", "HandshakeRequest", "Heartbeat", "WSState", "WebSocket", "WebSocketClosed"]
 
 
 class WSState(enum.Enum):
@@ -89,6 +91,63 @@ _NORMAL = 1000
 _GOING_AWAY = 1001
 _ABNORMAL = 1006
 _INTERNAL_ERROR = 1011
+
+
+class HandshakeRequest:
+    """What a WebSocket keeps of its upgrade request, as ``ws.request``.
+
+    The request's own attributes a handler reads (``path``, ``params``,
+    ``headers``, ``query``, ``cookies``, ``client``, ``scheme``, ``host``,
+    ``route``, ``method``, ``target``, ``version``) and none of its body or
+    framing: an idle socket holds it for its whole life, and a
+    :class:`~reactor.http.request.Request` has twice the slots.
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "path",
+        "query_string",
+        "version",
+        "headers",
+        "host",
+        "client",
+        "scheme",
+        "params",
+        "route",
+        "_query",
+    )
+
+    def __init__(self, request: Request, headers: Headers) -> None:
+        # The handshake is a GET: the shared constant, not the parsed copy.
+        self.method = "GET" if request.method == "GET" else request.method
+        self.target = request.target
+        self.path = request.path
+        self.query_string = request.query_string
+        self.version = request.version
+        self.headers = headers
+        self.host = request.host
+        self.client = request.client
+        self.scheme = request.scheme
+        self.params: Mapping[str, str] = request.params
+        self.route = request.route
+        self._query: MultiDict[str] | None = None
+
+    @property
+    def query(self) -> MultiDict[str]:
+        """As :attr:`Request.query <reactor.http.request.Request.query>`."""
+        if self._query is None:
+            self._query = parse_urlencoded(self.query_string, max_fields=MAX_FIELDS, status=400)
+        return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """As :attr:`Request.cookies <reactor.http.request.Request.cookies>` (parsed at each use)."""
+        cookies = self.headers.get_all("cookie")
+        return parse_cookie_header("; ".join(cookies)) if cookies else {}
+
+    def __repr__(self) -> str:
+        return f"<HandshakeRequest {self.method} {self.target!r} {self.version}>"
 
 
 class WebSocketClosed(Exception):
@@ -135,6 +194,7 @@ class WebSocket:
         "state",
         "seen",
         "_reader",
+        "_max_message",
         "_deflate",
         "_heartbeat",
         "_close_timer",
@@ -148,7 +208,7 @@ class WebSocket:
         self,
         connection: Upgraded,
         handler: Any,
-        request: Request,
+        request: Request | HandshakeRequest,
         *,
         max_message: int,
         subprotocol: str | None = None,
@@ -165,7 +225,10 @@ class WebSocket:
         self.state = OPEN
         #: When the peer was last heard from (or pinged), by the loop's clock.
         self.seen = self.loop.now
-        self._reader = Reader(max_message=max_message, deflate=deflate)
+        # The codec's reader, made when the client first sends something: a
+        # socket that only listens (a broadcast's subscriber) never pays for one.
+        self._reader: Reader | None = None
+        self._max_message = max_message
         self._deflate = deflate
         self._heartbeat = heartbeat_for(self.loop, self.config)
         self._close_timer: Timer | None = None
@@ -276,8 +339,11 @@ class WebSocket:
             return
         if state is OPEN:
             self._heartbeat.heard(self)
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = Reader(max_message=self._max_message, deflate=self._deflate)
         try:
-            events = self._reader.feed(data)
+            events = reader.feed(data)
         except WebSocketError as exc:
             # The reader keeps the error to raise it again; its traceback would
             # hold this frame, and so this socket, in a cycle with the reader.

@@ -12,6 +12,7 @@ refusal (400, 403, 405, 426), which the connection sends with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
@@ -20,7 +21,7 @@ from ..http.response import Response, status_text
 from ..log import error_log, escape
 from .deflate import negotiate as deflate_negotiate
 from .handshake import Handshake, HandshakeError, accept_head, check, parse_origins
-from .protocol import WebSocket
+from .protocol import HandshakeRequest, WebSocket
 
 if TYPE_CHECKING:
     from .protocol import Upgraded
@@ -135,17 +136,17 @@ class _Starter:
     def __call__(self, connection: Upgraded) -> WebSocket:
         handshake = self.handshake
         request = self.request
-        # The socket keeps its request for the handler (ws.request), but not the
-        # fields the handshake consumed: what they chose is on the socket itself,
-        # and an idle WebSocket should not pay a few hundred bytes for them.
-        fields = request.headers.items()
-        kept = [field for field in fields if field[0] not in _CONSUMED]
-        if len(kept) != len(fields):
-            request.headers = Headers(kept[:])  # the copy is sized exactly; the comprehension's is not
+        # The socket keeps what a handler reads of its request (ws.request), but
+        # not the fields the handshake consumed: what they chose is on the socket
+        # itself, and an idle WebSocket should not pay a few hundred bytes for
+        # them. Field names are interned: every socket shares one "host".
+        kept = [(intern(name), value) for name, value in request.headers.items() if name not in _CONSUMED]
         return WebSocket(
             connection,
             self.factory(),
-            request,
+            HandshakeRequest(
+                request, Headers(kept[:])
+            ),  # the copy is sized exactly; the comprehension's is not
             max_message=self.max_message,
             subprotocol=handshake.subprotocol,
             origin=handshake.origin,

@@ -137,3 +137,39 @@ def test_extensions_go_to_the_negotiation() -> None:
     declined = check(upgrade("Sec-WebSocket-Extensions: x-foo"), negotiate=negotiate)
     assert declined.deflate is None and b"Extensions" not in accept_head(declined)
     assert check(upgrade(), negotiate=negotiate).deflate is None and len(offers) == 2
+
+
+# -- what the socket keeps of its request: ws.request ------------------------------------
+
+
+def test_the_kept_request_reads_as_the_upgrade_request_without_the_handshake_fields() -> None:
+    from reactor.websocket.protocol import HandshakeRequest
+    from reactor.websocket.route import WebSocketRoute, _Starter
+
+    request = upgrade("Origin: http://server.example.com", "Cookie: a=1; b=2")
+    request.params = {"room": "lobby"}
+    request.client = ("127.0.0.1", 5000)
+    request.target = request.path = "/chat"
+    request.query_string = "n=3&n=4"
+    answer = WebSocketRoute(object)(request)
+    assert isinstance(answer.start, _Starter)
+
+    class Connection:  # what the WebSocket reads of the HTTP connection at once
+        loop = type("Loop", (), {"now": 0.0})()
+        config = Config()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            pass
+
+    kept = answer.start(Connection()).request  # type: ignore[arg-type]
+    assert isinstance(kept, HandshakeRequest)
+    assert (kept.method, kept.path, kept.scheme, kept.client) == ("GET", "/chat", "http", ("127.0.0.1", 5000))
+    assert kept.params["room"] == "lobby"
+    assert kept.query.getall("n") == ["3", "4"]
+    assert kept.cookies == {"a": "1", "b": "2"}
+    assert kept.headers.items() == [
+        ("host", "server.example.com"),
+        ("origin", "http://server.example.com"),
+        ("cookie", "a=1; b=2"),
+    ]
+    assert kept.host == "server.example.com"
