@@ -109,7 +109,7 @@ class HandshakeRequest:
         "path",
         "query_string",
         "version",
-        "headers",
+        "_headers",
         "host",
         "client",
         "scheme",
@@ -118,20 +118,30 @@ class HandshakeRequest:
         "_query",
     )
 
-    def __init__(self, request: Request, headers: Headers) -> None:
+    def __init__(self, request: Request, fields: tuple[tuple[str, str], ...]) -> None:
         # The handshake is a GET: the shared constant, not the parsed copy.
         self.method = "GET" if request.method == "GET" else request.method
         self.target = request.target
         self.path = request.path
         self.query_string = request.query_string
         self.version = request.version
-        self.headers = headers
+        # The kept fields as an exactly sized tuple; the Headers around them is
+        # made when a handler first reads ws.request.headers (most never do).
+        self._headers: tuple[tuple[str, str], ...] | Headers = fields
         self.host = request.host
         self.client = request.client
         self.scheme = request.scheme
         self.params: Mapping[str, str] = request.params
         self.route = request.route
         self._query: MultiDict[str] | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """As :attr:`Request.headers <reactor.http.request.Request.headers>`, less the handshake's fields."""
+        headers = self._headers
+        if isinstance(headers, tuple):
+            headers = self._headers = Headers(list(headers))
+        return headers
 
     @property
     def query(self) -> MultiDict[str]:

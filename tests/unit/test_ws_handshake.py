@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from reactor import Config
 from reactor.http.parser import RequestParser
-from reactor.http.request import Request
+from reactor.http.request import Headers, Request
 from reactor.websocket.handshake import HandshakeError, accept_head, accept_key, check, parse_origins
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example
@@ -163,6 +165,8 @@ def test_the_kept_request_reads_as_the_upgrade_request_without_the_handshake_fie
 
     kept = answer.start(Connection()).request  # type: ignore[arg-type]
     assert isinstance(kept, HandshakeRequest)
+    # An idle socket pays for no Headers object until a handler reads the fields.
+    assert not any(isinstance(o, Headers) for o in gc.get_referents(kept))
     assert (kept.method, kept.path, kept.scheme, kept.client) == ("GET", "/chat", "http", ("127.0.0.1", 5000))
     assert kept.params["room"] == "lobby"
     assert kept.query.getall("n") == ["3", "4"]
@@ -173,3 +177,5 @@ def test_the_kept_request_reads_as_the_upgrade_request_without_the_handshake_fie
         ("cookie", "a=1; b=2"),
     ]
     assert kept.host == "server.example.com"
+    assert kept.headers is kept.headers  # made once, then kept
+    assert kept.headers.get("Origin") == "http://server.example.com"
