@@ -196,7 +196,6 @@ class WebSocket:
         "transport",
         "connection",
         "loop",
-        "config",
         "handler",
         "request",
         "subprotocol",
@@ -227,7 +226,6 @@ class WebSocket:
     ) -> None:
         self.connection = connection
         self.loop = connection.loop
-        self.config = connection.config
         self.handler = handler
         self.request = request
         self.subprotocol = subprotocol
@@ -240,12 +238,17 @@ class WebSocket:
         self._reader: Reader | None = None
         self._max_message = max_message
         self._deflate = deflate
-        self._heartbeat = heartbeat_for(self.loop, self.config)
+        self._heartbeat = heartbeat_for(self.loop, connection.config)
         self._close_timer: Timer | None = None
         self._code = _ABNORMAL  # what on_close reports, unless a Close says otherwise
         self._reason = ""
         # on_close callbacks: one (the common case: a broadcast), a list of more, or None.
         self._watchers: Callable[[WebSocket], object] | list[Callable[[WebSocket], object]] | None = None
+
+    @property
+    def config(self) -> Config:
+        """The server's settings (the HTTP connection's: one slot less on every socket)."""
+        return self.connection.config
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.state.name} {escape(self.request.path)}>"
@@ -317,7 +320,8 @@ class WebSocket:
     def writable(self) -> bool:
         """False while the unsent output is above ``write_high_water_bytes``
         (or the socket is closing): wait for ``on_drain``."""
-        return self.state is OPEN and self.transport.buffered <= self.config.write_high_water_bytes
+        high_water = self.connection.config.write_high_water_bytes
+        return self.state is OPEN and self.transport.buffered <= high_water
 
     @property
     def closed(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 import pytest
 
@@ -163,7 +164,13 @@ def test_the_kept_request_reads_as_the_upgrade_request_without_the_handshake_fie
         def connection_lost(self, exc: Exception | None) -> None:
             pass
 
-    kept = answer.start(Connection()).request  # type: ignore[arg-type]
+    connection = Connection()
+    ws = answer.start(connection)  # type: ignore[arg-type]
+    kept = ws.request
+    # What every idle socket pays for its WebSocket object: 22 pointers' worth,
+    # GC header included (the settings are read through the HTTP connection).
+    assert ws.config is connection.config
+    assert sys.getsizeof(ws) <= 22 * 8
     assert isinstance(kept, HandshakeRequest)
     # An idle socket pays for no Headers object until a handler reads the fields.
     assert not any(isinstance(o, Headers) for o in gc.get_referents(kept))
