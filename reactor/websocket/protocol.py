@@ -121,8 +121,13 @@ class HandshakeRequest:
     def __init__(self, request: Request, fields: tuple[tuple[str, str], ...]) -> None:
         # The handshake is a GET: the shared constant, not the parsed copy.
         self.method = "GET" if request.method == "GET" else request.method
-        self.target = request.target
-        self.path = request.path
+        # A fixed route's path and target, equal to its pattern, are kept as the
+        # table's one string, not as each request's own copy.
+        path = request.path
+        if path == request.route:
+            path = request.route
+        self.target = path if request.target == path else request.target
+        self.path = path
         self.query_string = request.query_string
         self.version = request.version
         # The kept fields as an exactly sized tuple; the Headers around them is

@@ -186,3 +186,25 @@ def test_the_kept_request_reads_as_the_upgrade_request_without_the_handshake_fie
     assert kept.host == "server.example.com"
     assert kept.headers is kept.headers  # made once, then kept
     assert kept.headers.get("Origin") == "http://server.example.com"
+
+
+def test_the_kept_request_shares_a_fixed_routes_path_string() -> None:
+    from reactor.websocket.route import WebSocketRoute
+
+    pattern = "".join(["/ch", "at"])  # the route table's string, as the router sets it
+    request = upgrade()
+    request.target = request.path = "/chat?"[:5]  # the request's own, equal copy
+    request.route = pattern
+    answer = WebSocketRoute(object)(request)
+
+    class Connection:
+        loop = type("Loop", (), {"now": 0.0})()
+        config = Config()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            pass
+
+    assert answer.start is not None
+    kept = answer.start(Connection()).request  # type: ignore[arg-type]
+    assert kept.path == kept.target == "/chat"
+    assert kept.path is pattern and kept.target is pattern  # every socket of the route shares it
