@@ -109,7 +109,7 @@ class HandshakeRequest:
         "path",
         "query_string",
         "version",
-        "headers",
+        "_headers",
         "host",
         "client",
         "scheme",
@@ -118,20 +118,35 @@ class HandshakeRequest:
         "_query",
     )
 
-    def __init__(self, request: Request, headers: Headers) -> None:
+    def __init__(self, request: Request, fields: tuple[tuple[str, str], ...]) -> None:
         # The handshake is a GET: the shared constant, not the parsed copy.
         self.method = "GET" if request.method == "GET" else request.method
-        self.target = request.target
-        self.path = request.path
+        # A fixed route's path and target, equal to its pattern, are kept as the
+        # table's one string, not as each request's own copy.
+        path = request.path
+        if path == request.route:
+            path = request.route
+        self.target = path if request.target == path else request.target
+        self.path = path
         self.query_string = request.query_string
         self.version = request.version
-        self.headers = headers
+        # The kept fields as an exactly sized tuple; the Headers around them is
+        # made when a handler first reads ws.request.headers (most never do).
+        self._headers: tuple[tuple[str, str], ...] | Headers = fields
         self.host = request.host
         self.client = request.client
         self.scheme = request.scheme
         self.params: Mapping[str, str] = request.params
         self.route = request.route
         self._query: MultiDict[str] | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """As :attr:`Request.headers <reactor.http.request.Request.headers>`, less the handshake's fields."""
+        headers = self._headers
+        if isinstance(headers, tuple):
+            headers = self._headers = Headers(list(headers))
+        return headers
 
     @property
     def query(self) -> MultiDict[str]:
@@ -186,7 +201,6 @@ class WebSocket:
         "transport",
         "connection",
         "loop",
-        "config",
         "handler",
         "request",
         "subprotocol",
@@ -217,7 +231,6 @@ class WebSocket:
     ) -> None:
         self.connection = connection
         self.loop = connection.loop
-        self.config = connection.config
         self.handler = handler
         self.request = request
         self.subprotocol = subprotocol
@@ -230,12 +243,17 @@ class WebSocket:
         self._reader: Reader | None = None
         self._max_message = max_message
         self._deflate = deflate
-        self._heartbeat = heartbeat_for(self.loop, self.config)
+        self._heartbeat = heartbeat_for(self.loop, connection.config)
         self._close_timer: Timer | None = None
         self._code = _ABNORMAL  # what on_close reports, unless a Close says otherwise
         self._reason = ""
         # on_close callbacks: one (the common case: a broadcast), a list of more, or None.
         self._watchers: Callable[[WebSocket], object] | list[Callable[[WebSocket], object]] | None = None
+
+    @property
+    def config(self) -> Config:
+        """The server's settings (the HTTP connection's: one slot less on every socket)."""
+        return self.connection.config
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.state.name} {escape(self.request.path)}>"
@@ -307,7 +325,8 @@ class WebSocket:
     def writable(self) -> bool:
         """False while the unsent output is above ``write_high_water_bytes``
         (or the socket is closing): wait for ``on_drain``."""
-        return self.state is OPEN and self.transport.buffered <= self.config.write_high_water_bytes
+        high_water = self.connection.config.write_high_water_bytes
+        return self.state is OPEN and self.transport.buffered <= high_water
 
     @property
     def closed(self) -> bool:

@@ -16,7 +16,7 @@ from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from ..http.request import Headers, Request
+from ..http.request import Request
 from ..http.response import Response, status_text
 from ..log import error_log, escape
 from .deflate import negotiate as deflate_negotiate
@@ -140,13 +140,13 @@ class _Starter:
         # not the fields the handshake consumed: what they chose is on the socket
         # itself, and an idle WebSocket should not pay a few hundred bytes for
         # them. Field names are interned: every socket shares one "host".
-        kept = [(intern(name), value) for name, value in request.headers.items() if name not in _CONSUMED]
+        kept = tuple(
+            (intern(name), value) for name, value in request.headers.items() if name not in _CONSUMED
+        )
         return WebSocket(
             connection,
             self.factory(),
-            HandshakeRequest(
-                request, Headers(kept[:])
-            ),  # the copy is sized exactly; the comprehension's is not
+            HandshakeRequest(request, kept),
             max_message=self.max_message,
             subprotocol=handshake.subprotocol,
             origin=handshake.origin,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import pytest
 
 from reactor import Config
 from reactor.http.parser import RequestParser
-from reactor.http.request import Request
+from reactor.http.request import Headers, Request
 from reactor.websocket.handshake import HandshakeError, accept_head, accept_key, check, parse_origins
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example
@@ -161,8 +164,16 @@ def test_the_kept_request_reads_as_the_upgrade_request_without_the_handshake_fie
         def connection_lost(self, exc: Exception | None) -> None:
             pass
 
-    kept = answer.start(Connection()).request  # type: ignore[arg-type]
+    connection = Connection()
+    ws = answer.start(connection)  # type: ignore[arg-type]
+    kept = ws.request
+    # What every idle socket pays for its WebSocket object: 22 pointers' worth,
+    # GC header included (the settings are read through the HTTP connection).
+    assert ws.config is connection.config
+    assert sys.getsizeof(ws) <= 22 * 8
     assert isinstance(kept, HandshakeRequest)
+    # An idle socket pays for no Headers object until a handler reads the fields.
+    assert not any(isinstance(o, Headers) for o in gc.get_referents(kept))
     assert (kept.method, kept.path, kept.scheme, kept.client) == ("GET", "/chat", "http", ("127.0.0.1", 5000))
     assert kept.params["room"] == "lobby"
     assert kept.query.getall("n") == ["3", "4"]
@@ -173,3 +184,27 @@ def test_the_kept_request_reads_as_the_upgrade_request_without_the_handshake_fie
         ("cookie", "a=1; b=2"),
     ]
     assert kept.host == "server.example.com"
+    assert kept.headers is kept.headers  # made once, then kept
+    assert kept.headers.get("Origin") == "http://server.example.com"
+
+
+def test_the_kept_request_shares_a_fixed_routes_path_string() -> None:
+    from reactor.websocket.route import WebSocketRoute
+
+    pattern = "".join(["/ch", "at"])  # the route table's string, as the router sets it
+    request = upgrade()
+    request.target = request.path = "/chat?"[:5]  # the request's own, equal copy
+    request.route = pattern
+    answer = WebSocketRoute(object)(request)
+
+    class Connection:
+        loop = type("Loop", (), {"now": 0.0})()
+        config = Config()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            pass
+
+    assert answer.start is not None
+    kept = answer.start(Connection()).request  # type: ignore[arg-type]
+    assert kept.path == kept.target == "/chat"
+    assert kept.path is pattern and kept.target is pattern  # every socket of the route shares it
