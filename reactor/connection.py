@@ -81,7 +81,7 @@ from .http.response import (
     status_text,
 )
 from .log import access, access_log, error_log, escape
-from .pool import ClientDisconnected, Handoff, Offload, PoolStream
+from .pool import ClientDisconnected, Handoff, Offload, PoolStream, release_body
 from .proxy import FORWARDING_FIELDS, ProxyHeaderReader, ProxyProtocolError, Trusted, forwarded, trusted
 from .websocket.route import Upgrade
 
@@ -785,7 +785,7 @@ class Connection:
     def pool_answer(self, handoff: Handoff, response: Response) -> None:
         """On the loop: the worker's response (its body may still be coming)."""
         if handoff is not self._handoff or self.state is not IN_POOL:
-            _release(response.body)
+            release_body(response.body)
             return
         request = self.request
         assert request is not None
@@ -867,7 +867,7 @@ class Connection:
                 escape(request.route or request.path),
                 _describe(exc),
             )
-            _release(producer if producer is not None else response.body)
+            release_body(producer if producer is not None else response.body)
             producer = None
             keep_alive = False
             response = _plain(500)
@@ -875,7 +875,7 @@ class Connection:
             head = encode_head(response, len(body), keep_alive=False)
         if framing is NONE or request.method == "HEAD":
             if producer is not None:
-                _release(producer)
+                release_body(producer)
                 producer = None
             body = b""
         transport = self.transport
@@ -989,7 +989,7 @@ class Connection:
         body, self._body = self._body, None
         assert body is not None
         self._handoff = None  # a pool stream's handoff, if any: done with
-        _release(body.producer)
+        release_body(body.producer)
         self._record(body.request, body.status, body.sent)
 
     def _response_failed(self, exc: Exception) -> None:
@@ -1006,7 +1006,7 @@ class Connection:
         if handoff is not None:
             handoff.cancel()  # the worker streaming it stops at its next write
         error_log.error("response to %s failed: %s", escape(body.route), _describe(exc), exc_info=exc)
-        _release(body.producer)
+        release_body(body.producer)
         transport = self.transport
         transport.set_producer(False)
         if transport.retract(body.head):
@@ -1155,18 +1155,6 @@ def _upgraded_parser(config: Config) -> RequestParser:
     if not _UPGRADED_PARSER:
         _UPGRADED_PARSER.append(RequestParser(config))
     return _UPGRADED_PARSER[0]
-
-
-def _release(body: object) -> None:
-    """Let go of a response body or its producer (close its file, end its stream)."""
-    if body is None or isinstance(body, bytes):
-        return
-    close = getattr(body, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            error_log.exception("closing the body %r failed", body)
 
 
 def _describe(exc: BaseException) -> str:

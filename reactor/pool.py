@@ -269,7 +269,7 @@ class Handoff:
     def _answer(self, response: Response) -> None:
         owner = self.owner
         if owner is None:
-            _release(response.body)  # the client left while the handler ran
+            release_body(response.body)  # the client left while the handler ran
             return
         owner.pool_answer(self, response)
 
@@ -356,10 +356,10 @@ class Handoff:
         try:
             first, done = _gather(pieces, self.high_water_bytes)
         except BaseException:
-            _release(body)
+            release_body(body)
             raise
         if done:
-            _release(body)
+            release_body(body)
             response.body = first
             self._post_response(response)
             return
@@ -371,7 +371,7 @@ class Handoff:
                 self.send(piece)
             self.end()
         finally:
-            _release(body)
+            release_body(body)
 
     def begin(self, response: Response, length: int | None) -> None:
         """Send the head of a response whose body follows through :meth:`send`
@@ -465,9 +465,11 @@ def _gather(pieces: Iterator[Any], limit: int) -> tuple[bytes, bool]:
     return b"".join(out), True
 
 
-def _release(body: object) -> None:
-    """Close a body the connection will never send (its file, its iterator)."""
-    if isinstance(body, bytes):
+def release_body(body: object) -> None:
+    """Let go of a response body or its producer that will not be sent on
+    (close its file, end its stream or iterator); the pool and the
+    connection both use it."""
+    if body is None or isinstance(body, bytes):
         return
     close = getattr(body, "close", None)
     if close is not None:
