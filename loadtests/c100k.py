@@ -134,6 +134,21 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settle(workers: list[int], timeout_s: float = 5.0) -> None:
+    """Wait until the workers' descriptor counts stop changing: the latency
+    probe's last connections close on the server a moment after the client
+    closes them, and one counted in the snapshot before the run would make a
+    held connection look missing from the one after it."""
+    deadline = time.monotonic() + timeout_s
+    last = [open_fds(pid) for pid in workers]
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = [open_fds(pid) for pid in workers]
+        if now == last:
+            return
+        last = now
+
+
 def snapshot(master: int, workers: list[int]) -> dict[str, Any]:
     return {
         "rss_kib": {pid: status_kib(pid, "VmRSS") for pid in workers},
@@ -326,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
         fresh_latency_ms(address, 50)  # warm up every worker's code paths and allocator
         result["latency_empty_ms"] = round(fresh_latency_ms(address, args.samples), 3)
+        settle(workers)
         before = snapshot(proc.pid, workers)
         start = time.monotonic()
         clients = Clients(address, n, per_process, args.sources, args.window, args.deadline * 0.8)
