@@ -60,6 +60,21 @@ FIELD_LINE_RE = re.compile(rf"({TOKEN}):[ \t]*({_FIELD_VCHAR}{_FIELD_TEXT}|)")
 # Linear: neither the method (a token) nor the target (VCHAR) holds a SP,
 # so each SP can only be the separator.
 REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+# The whole head at once (without its final CRLF CRLF): the request line, then
+# each field line after the CRLF that ends the one before; group 5 is the
+# field lines, each with the CRLF before it. It matches exactly the heads
+# whose every line matches REQUEST_LINE_RE or FIELD_LINE_RE: one C call
+# instead of one a line. The parser tries it on heads too small for any line
+# to reach a limit; when it fails, the lines are matched one by one, which
+# says which line is wrong.
+# Linear: the request line as REQUEST_LINE_RE; each field line begins with a
+# CR, which neither the version's digit nor a field value (_FIELD_TEXT holds
+# no CR or LF) can take, so each line ends at one place, and within a line
+# the seams are FIELD_LINE_RE's.
+HEAD_RE = re.compile(
+    rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])"
+    rf"((?:\r\n{TOKEN}:[ \t]*(?:{_FIELD_VCHAR}{_FIELD_TEXT}|))*)"
+)
 # Something that is a request line but names a version we do not speak
 # (HTTP/2.0, HTTP/1.10, HTTP/3): answered 505, not 400.
 # Linear: as REQUEST_LINE_RE; the digit runs are split by ".", not a digit.

@@ -49,13 +49,14 @@ from .grammar import (
     CHUNK_LINE_RE,
     CONTENT_LENGTH_RE,
     FIELD_LINE_RE,
+    HEAD_RE,
     HOST_RE,
     OTHER_VERSION_RE,
     REQUEST_LINE_RE,
     REQUEST_START,
     TOKEN_RE,
 )
-from .request import Headers, Request
+from .request import Headers, Request, split_fields
 
 __all__ = ["Event", "ParserLimits", "RequestParser"]
 
@@ -157,7 +158,7 @@ class RequestParser:
         #: Whether the peer has closed its sending side (read it; the parser sets it).
         self.eof = False
         self._error: ProtocolError | None = None
-        self._line: str | None = None  # this cycle's request line, once it matched
+        self._line: str | None = None  # this cycle's head, once its request line matched
         #: Set, it takes each piece of the body as it is parsed (a streamed
         #: body: reactor/pool.py), and ``request.body`` stays empty.
         self.body_sink: Callable[[bytes], object] | None = None
@@ -243,7 +244,8 @@ class RequestParser:
         except ProtocolError as exc:
             self._phase = _ERROR
             self._error = exc
-            exc.request_line = self._line
+            # The request line, if it matched: the first line of the head.
+            exc.request_line = None if self._line is None else self._line.partition("\r\n")[0]
             raise
 
     def _consume(self, n: int) -> None:
@@ -291,9 +293,7 @@ class RequestParser:
             if line_end > limits.max_request_line_bytes:
                 raise URITooLong(f"request line is {line_end} bytes")
             raise HeadersTooLarge(f"request head is {size} bytes")
-        # The lines, without their CRLFs: split on exactly CRLF, nothing else
-        # (one pass in C; str.splitlines() would also split on \x0b, \x85...).
-        lines = buf[pos:end].decode("latin-1").split("\r\n")
+        text = buf[pos:end].decode("latin-1")  # every octet is one code point
         if end + 4 < len(buf):
             self._pos = end + 4
         else:
@@ -302,44 +302,37 @@ class RequestParser:
         if seen:
             self._scan_from = self._line_start = 0
 
-        line = lines[0]
-        if len(line) > limits.max_request_line_bytes:
-            raise URITooLong(f"request line is {len(line)} bytes")
-        match = REQUEST_LINE_RE.fullmatch(line)
-        if match is None:
-            raise _request_line_error(line)
-        method, target, major, minor = match.groups()
-        self._line = line
-        if major != "1" or minor not in {"1", "0"}:
-            raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
+        # A head too small for any line to reach a limit is matched whole, in
+        # one call; any other head, and one that does not match, line by line.
+        match = (
+            HEAD_RE.fullmatch(text)
+            if size <= limits.max_request_line_bytes
+            and size <= limits.max_header_line_bytes
+            and size <= 4 * limits.max_header_count  # a field line takes 4 bytes or more
+            else None
+        )
+        if match is not None:
+            method, target, major, minor, block = match.groups()
+            self._line = text
+            if major != "1" or minor not in {"1", "0"}:
+                raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
+            fields = None
+            # A field line begins after a CRLF, so these find names only: the
+            # fields that frame the message. The common GET has none of them
+            # but one Host, which is then looked at on its own.
+            lower = block.lower()
+            at = lower.find("\r\nhost:")
+            if (
+                "\r\ncontent-length:" in lower
+                or "\r\ntransfer-encoding:" in lower
+                or "\r\nconnection:" in lower
+                or "\r\nexpect:" in lower
+                or (at != -1 and lower.find("\r\nhost:", at + 7) != -1)
+            ):
+                fields = split_fields(block)
+        else:
+            method, target, major, minor, fields = self._read_lines(text, size)
         http11 = minor == "1"
-
-        # One fullmatch per field line, in order; a line's length, then its
-        # form, then the field count are checked as each line is reached.
-        fields: list[tuple[str, str]] = []
-        framing: list[tuple[str, str]] = []
-        count = len(lines) - 1
-        if count:
-            max_count = limits.max_header_count
-            if count > max_count:
-                del lines[max_count + 2 :]  # the lines after the first one too many
-            max_line = limits.max_header_line_bytes
-            long_lines = size > max_line  # else no line can be over the limit
-            field_line = FIELD_LINE_RE.fullmatch
-            for line in lines[1:]:
-                if long_lines and len(line) > max_line:
-                    raise HeadersTooLarge(f"header line of {len(line)} bytes")
-                match = field_line(line)
-                if match is None:
-                    raise _field_error(line)
-                name, value = match.groups()
-                name = name.lower()
-                value = value.rstrip(" \t")  # trailing OWS; only SP and HTAB
-                fields.append((name, value))
-                if name in _FRAMING_FIELDS:
-                    framing.append((name, value))
-            if count > max_count:
-                raise HeadersTooLarge(f"more than {max_count} header fields")
 
         # Defaults: HTTP/1.1 persists unless told otherwise; 1.0 only if asked.
         keep_alive = http11
@@ -348,28 +341,41 @@ class RequestParser:
         hosts = 0
         host = ""
         expect_continue = False
-        for name, value in framing:
-            if name == "host":  # the one in every request, so tested first
-                hosts += 1
-                if HOST_RE.fullmatch(value) is None:
-                    raise BadRequest(f"invalid Host {shorten(value)}")
-                host = value
-            elif name == "content-length":
-                content_length = _content_length(value, content_length)
-            elif name == "transfer-encoding":
-                if codings is None:
-                    codings = []
-                codings.extend(_list_elements(value))
-            elif name == "connection":
-                tokens = _list_elements(value)
-                if "close" in tokens:
-                    keep_alive = False
-                elif not http11 and "keep-alive" in tokens:
-                    keep_alive = True
-            else:  # expect, RFC 9110 §10.1.1
-                if value.lower() != "100-continue":
-                    raise ProtocolError(f"unsupported expectation {shorten(value)}", 417)
-                expect_continue = http11
+        if fields is None:
+            # No framing field, and at most one Host.
+            if at != -1:
+                hosts = 1
+                value_end = block.find("\r", at + 7)
+                host = block[at + 7 : value_end if value_end != -1 else len(block)].strip(" \t")
+                if HOST_RE.fullmatch(host) is None:
+                    raise BadRequest(f"invalid Host {shorten(host)}")
+            headers = Headers(None, block, lower)
+        else:
+            for name, value in fields:
+                if name not in _FRAMING_FIELDS:
+                    continue
+                if name == "host":  # the one in every request, so tested first
+                    hosts += 1
+                    if HOST_RE.fullmatch(value) is None:
+                        raise BadRequest(f"invalid Host {shorten(value)}")
+                    host = value
+                elif name == "content-length":
+                    content_length = _content_length(value, content_length)
+                elif name == "transfer-encoding":
+                    if codings is None:
+                        codings = []
+                    codings.extend(_list_elements(value))
+                elif name == "connection":
+                    tokens = _list_elements(value)
+                    if "close" in tokens:
+                        keep_alive = False
+                    elif not http11 and "keep-alive" in tokens:
+                        keep_alive = True
+                else:  # expect, RFC 9110 §10.1.1
+                    if value.lower() != "100-continue":
+                        raise ProtocolError(f"unsupported expectation {shorten(value)}", 417)
+                    expect_continue = http11
+            headers = Headers(fields)
 
         # RFC 9112 §3.2: exactly one Host in HTTP/1.1; at most one in 1.0.
         if hosts > 1 or (http11 and hosts == 0):
@@ -408,7 +414,7 @@ class RequestParser:
             raw_path,
             query,
             "HTTP/1.1" if http11 else "HTTP/1.0",
-            Headers(fields),
+            headers,
             keep_alive,
             expect_continue,
             content_length,
@@ -427,6 +433,45 @@ class RequestParser:
             request.expect_continue = False  # nothing to continue with
             self._phase = _COMPLETE
         return request
+
+    def _read_lines(self, text: str, size: int) -> tuple[str, str, str, str, list[tuple[str, str]]]:
+        """The request line's parts and the fields of a head, line by line:
+        each line's length, then its form, then the field count, checked as
+        each line is reached, so that the first fault names the error."""
+        limits = self.limits
+        # Split on exactly CRLF, nothing else (str.splitlines() would also
+        # split on \x0b, \x85...).
+        lines = text.split("\r\n")
+        line = lines[0]
+        if len(line) > limits.max_request_line_bytes:
+            raise URITooLong(f"request line is {len(line)} bytes")
+        match = REQUEST_LINE_RE.fullmatch(line)
+        if match is None:
+            raise _request_line_error(line)
+        method, target, major, minor = match.groups()
+        self._line = text
+        if major != "1" or minor not in {"1", "0"}:
+            raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
+        fields: list[tuple[str, str]] = []
+        count = len(lines) - 1
+        if count:
+            max_count = limits.max_header_count
+            if count > max_count:
+                del lines[max_count + 2 :]  # the lines after the first one too many
+            max_line = limits.max_header_line_bytes
+            long_lines = size > max_line  # else no line can be over the limit
+            field_line = FIELD_LINE_RE.fullmatch
+            for line in lines[1:]:
+                if long_lines and len(line) > max_line:
+                    raise HeadersTooLarge(f"header line of {len(line)} bytes")
+                match = field_line(line)
+                if match is None:
+                    raise _field_error(line)
+                name, value = match.groups()
+                fields.append((name.lower(), value.rstrip(" \t")))  # trailing OWS; only SP and HTAB
+            if count > max_count:
+                raise HeadersTooLarge(f"more than {max_count} header fields")
+        return method, target, major, minor, fields
 
     def _check_incomplete_head(self, buf: bytes | bytearray, pos: int, scan: int) -> None:
         """Enforce the head's limits and refuse bare LF before it is complete.

@@ -22,7 +22,7 @@ from .multipart import (
     read_form,
 )
 
-__all__ = ["Headers", "Request"]
+__all__ = ["Headers", "Request", "split_fields"]
 
 _NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 _FORM_TYPES = "application/x-www-form-urlencoded, multipart/form-data"
@@ -37,6 +37,20 @@ _JSON = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 _NAME = itemgetter(0)  # a field's name
+# For Headers.has_any: each set of names asked for, as the text that begins
+# their lines. Keyed by the server's own sets (a handful), never by input.
+_NEEDLES: dict[frozenset[str], tuple[str, ...]] = {}
+
+
+def split_fields(block: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of field lines the parser has validated,
+    each after its CRLF (``"\\r\\nHost: a\\r\\nAccept: */*"``): names
+    lower-cased, the OWS around values trimmed (only SP and HTAB)."""
+    fields = []
+    for line in block[2:].split("\r\n"):
+        name, _, value = line.partition(":")
+        fields.append((name.lower(), value.strip(" \t")))
+    return fields
 
 
 class Headers:
@@ -44,17 +58,36 @@ class Headers:
 
     Names are stored lower-cased; values are ``str`` decoded as ISO-8859-1, so
     every octet the client sent is kept.
+
+    The parser may hand over the validated field lines as they came (a
+    ``block``, see :func:`split_fields`) instead of the pairs: they are split
+    when first asked for, and a handler that reads no header never pays for
+    the split.
     """
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_block", "_lower")
 
-    def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
-        self._fields = fields if fields is not None else []
+    def __init__(
+        self, fields: list[tuple[str, str]] | None = None, block: str = "", lower: str | None = None
+    ) -> None:
+        self._fields = fields if fields is not None or block else []
+        self._block = block
+        # The block lower-cased (the parser has made it): has_any looks there.
+        self._lower = block.lower() if lower is None and block else lower
+
+    @property
+    def _pairs(self) -> list[tuple[str, str]]:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = split_fields(self._block)
+            self._block = ""
+            self._lower = None
+        return fields
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
         name = name.lower()
-        for key, value in self._fields:
+        for key, value in self._pairs:
             if key == name:
                 return value
         return default
@@ -62,7 +95,7 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
         name = name.lower()
-        return [value for key, value in self._fields if key == name]
+        return [value for key, value in self._pairs if key == name]
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -74,30 +107,40 @@ class Headers:
         if not isinstance(name, str):
             return False
         name = name.lower()
-        return any(key == name for key, _ in self._fields)
+        return any(key == name for key, _ in self._pairs)
 
     def __iter__(self) -> Iterator[str]:
-        return (key for key, _ in self._fields)
+        return (key for key, _ in self._pairs)
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._pairs)
 
     def has_any(self, names: frozenset[str]) -> bool:
         """Whether any of ``names`` (lower-case) is present. One pass in C:
         cheap enough to ask on every request before a costlier look."""
-        return not names.isdisjoint(map(_NAME, self._fields))
+        lower = self._lower
+        if lower is None:
+            return not names.isdisjoint(map(_NAME, self._pairs))
+        # Not split yet: a name is at the start of a line, after a CRLF.
+        needles = _NEEDLES.get(names)
+        if needles is None:
+            needles = _NEEDLES[names] = tuple(f"\r\n{name}:" for name in names)
+        for needle in needles:  # noqa: SIM110 (any() would add a generator a request)
+            if needle in lower:
+                return True
+        return False
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair, names lower-cased, in arrival order."""
-        return list(self._fields)
+        return list(self._pairs)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Headers) and other._fields == self._fields
+        return isinstance(other, Headers) and other._pairs == self._pairs
 
     __hash__ = None  # type: ignore[assignment]  # mutable, so unhashable
 
     def __repr__(self) -> str:
-        return f"Headers({self._fields!r})"
+        return f"Headers({self._pairs!r})"
 
 
 class Request:

@@ -5,10 +5,14 @@ it never returns a Request again.
 
 from __future__ import annotations
 
+import re
+from unittest import mock
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reactor.config import Config
+from reactor.http import parser as parser_module
 from reactor.http.errors import ProtocolError
 from tests.unit.parser_support import STATUSES, VALID, drive, split_at
 
@@ -117,3 +121,44 @@ def test_mutated_vectors_split_does_not_change_the_outcome(data: st.DataObject, 
     assert run.messages == reference.messages
     assert run.heads == reference.heads
     assert (run.error is None) == (reference.error is None), (run.error, reference.error)
+
+
+NEVER = re.compile(r"(?!)")  # matches nothing: every head is read line by line
+
+
+@FUZZ
+@given(mutated())
+def test_whole_head_match_reads_as_line_by_line(raw: bytes) -> None:
+    """The one-call match of a small head (HEAD_RE) and the line-by-line
+    reading it stands in for give the same requests and the same errors
+    (class, status and message) for the same bytes."""
+    fast = drive(CONFIG, [raw], eof=True)
+    with mock.patch.object(parser_module, "HEAD_RE", NEVER):
+        slow = drive(CONFIG, [raw], eof=True)
+    assert fast.heads == slow.heads
+    assert fast.messages == slow.messages
+    assert type(fast.error) is type(slow.error)
+    if fast.error is not None:
+        assert slow.error is not None
+        assert (fast.error.status, str(fast.error), fast.error.request_line) == (
+            slow.error.status,
+            str(slow.error),
+            slow.error.request_line,
+        )
+
+
+def test_whole_head_match_is_taken_for_a_small_head() -> None:
+    """The differential test above compares two paths only if the fast one runs."""
+    calls = []
+    real = parser_module.HEAD_RE
+
+    class Spy:
+        def fullmatch(self, text: str) -> re.Match[str] | None:
+            calls.append(text)
+            return real.fullmatch(text)
+
+    with mock.patch.object(parser_module, "HEAD_RE", Spy()):
+        run = drive(CONFIG, [b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"])
+    assert calls == ["GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*"]
+    assert run.heads[0]["headers"] == [["host", "x"], ["accept", "*/*"]]
+    assert run.heads[0]["raw_path"] == "/a" and run.heads[0]["query_string"] == "b"
