@@ -324,48 +324,41 @@ class Loop:
         """One pass: select, dispatch I/O, fire due timers, run ready callbacks."""
         heap = self._heap
         ready = self._ready
-        if ready or self._stopping:
-            timeout: float | None = 0.0
-        elif heap:
-            timeout = max(0.0, heap[0][0] - self.time())
-        else:
-            timeout = None
         epoll = self._epoll
-        events: list[Any]  # (key, mask) pairs from select(), (fd, flags) from epoll
         if epoll is None:
-            events = self.selector.select(timeout)
+            self._select_once()
         else:
-            try:
+            if ready or self._stopping:
+                timeout = 0.0
+            elif heap:
                 # epoll waits in whole milliseconds: round up, never wake early.
-                events = epoll.poll(
-                    -1 if timeout is None else math.ceil(timeout * 1e3) * 1e-3 if timeout > 0 else 0,
-                    len(self._keys) or 1,
-                )
+                timeout = math.ceil(max(0.0, heap[0][0] - self.time()) * 1e3) * 1e-3
+            else:
+                timeout = -1.0
+            try:
+                events = epoll.poll(timeout, len(self._keys))
             except InterruptedError:
                 events = []
-        self.now = now = self.time()
-        self.iterations += 1
-        keys = self._keys
-        event: Any
-        for event in events:
-            if epoll is None:
-                key, mask = event
-            else:
-                fd, flags = event
-                found = keys.get(fd)
-                if found is None:
+            self.now = self.time()
+            keys = self._keys
+            for fd, flags in events:
+                key = keys.get(fd)
+                if key is None:
                     continue  # unregistered by a handler earlier in this pass
-                key = found
-                # As EpollSelector.select: an error or a hang-up is both.
-                mask = (EVENT_WRITE if flags & ~EPOLLIN else 0) | (EVENT_READ if flags & ~EPOLLOUT else 0)
-                mask &= key.events
-            try:
-                key.data(mask)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:
-                log.exception("error in I/O handler %r", key.data)
-
+                if flags == EPOLLIN:
+                    mask = EVENT_READ  # the common event, asked for (or it would not come)
+                else:
+                    # As EpollSelector.select: an error or a hang-up is both.
+                    mask = (EVENT_WRITE if flags & ~EPOLLIN else 0) | (EVENT_READ if flags & ~EPOLLOUT else 0)
+                    mask &= key.events
+                try:
+                    key.data(mask)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException:
+                    log.exception("error in I/O handler %r", key.data)
+        self.iterations += 1
+        now = self.now
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
             timer = entry[1]
@@ -381,14 +374,34 @@ class Loop:
                 timer.cancelled = True  # fired: a later reset() re-arms it
                 ready.append((timer.callback, timer.args))
 
-        for _ in range(len(ready)):
-            callback, args = ready.popleft()
+        if ready:
+            for _ in range(len(ready)):
+                callback, args = ready.popleft()
+                try:
+                    callback(*args)
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException:
+                    log.exception("error in callback %r", callback)
+
+    def _select_once(self) -> None:
+        """The I/O part of a pass through the selector's ``select()`` (no epoll)."""
+        heap = self._heap
+        if self._ready or self._stopping:
+            timeout: float | None = 0.0
+        elif heap:
+            timeout = max(0.0, heap[0][0] - self.time())
+        else:
+            timeout = None
+        events = self.selector.select(timeout)
+        self.now = self.time()
+        for key, mask in events:
             try:
-                callback(*args)
+                key.data(mask)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException:
-                log.exception("error in callback %r", callback)
+                log.exception("error in I/O handler %r", key.data)
 
     def close(self) -> None:
         """Release the selector and the signal machinery."""
