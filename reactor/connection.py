@@ -186,6 +186,14 @@ _MOVES = {key: (new, number) for number, (key, new) in enumerate(TRANSITIONS.ite
 _OPENED = len(_MOVES)
 #: How many counters ``Metrics.moves`` needs.
 MOVE_COUNTERS = _OPENED + 1
+# The moves of every kept-alive request without a body, numbered from
+# the table: the hot path makes them inline (what _move does, less the
+# look-up), and only these, which the table holds. --trace (reactor/trace.py)
+# sets _inline_moves False, so that every move goes through _move.
+_inline_moves = True
+_DATA_MOVE: Final = _MOVES[(IDLE, "data")][1]
+_REQUEST_MOVE: Final = _MOVES[(READING_HEADERS, "request")][1]
+_KEEP_ALIVE_MOVE: Final = _MOVES[(WRITING, "keep-alive")][1]
 
 
 def count_by_state(moves: list[int]) -> dict[State, int]:
@@ -449,7 +457,13 @@ class Connection:
         state = self.state
         parser = self.parser
         if state is IDLE:
-            self._move("data")
+            if _inline_moves:  # _move("data"), inline: the first move of every request
+                self.state = READING_HEADERS
+                self._moves[_DATA_MOVE] += 1
+                self._timer_armed_for = None
+                self.entered = self.loop.now
+            else:
+                self._move("data")
             self._started = self.loop.now
         elif state is READING_HEADERS:
             if not parser.in_message:
@@ -577,7 +591,13 @@ class Connection:
             self._started = self.loop.now
 
     def _answer_buffered(self) -> None:
-        """Parse buffered input and write a response to each complete request."""
+        """Parse buffered input and write a response to each complete request.
+
+        The common request (a head with no body, kept alive) goes round this
+        loop with two calls to the parser and one to :meth:`_respond`; its
+        moves (``request``, ``keep-alive`` and, when the next request is
+        buffered, ``data``) are made inline.
+        """
         parser = self.parser
         while True:
             try:
@@ -585,50 +605,83 @@ class Connection:
             except ProtocolError as exc:
                 self._reject(exc)
                 return
-            if event is _NEED_DATA:
+            if event.__class__ is Request:
+                request: Request = event  # narrowed by the class test (a cast() would be a call)
+                request.client = self.client
+                request.scheme = self.scheme
+                if self._trust is not None:
+                    if request.headers.has_any(FORWARDING_FIELDS):
+                        forwarded(request, self._trust)  # a trusted proxy names the client
+                    self._shown = request.client[0]
+                self.request = request
+                if request.chunked or request.content_length:  # request.has_body, without a call
+                    if not self._at_head(request):
+                        return
+                    continue
+                parser.next_event()  # END_OF_MESSAGE: there is no body
+                if _inline_moves:  # _move("request"), inline
+                    self.state = WRITING
+                    self._moves[_REQUEST_MOVE] += 1
+                    self.entered = self.loop.now
+                else:
+                    self._move("request")
+            elif event is _NEED_DATA:
                 return
-            if event is _END_OF_MESSAGE:
-                self._move("request")
-                keep_alive = self._respond()
-                if self.state is not WRITING or not self._response_done(keep_alive):
-                    return  # streaming, pushing, closing, or held by backpressure
-                if self.state is IDLE and not parser.eof:
-                    return  # nothing buffered: wait for the next request
-                continue
-            if event is _PEER_DONE:
+            elif event is _END_OF_MESSAGE:
+                self._move("request")  # the body is in
+            elif event is _PEER_DONE:
                 self._last()  # the client is done: close once our output is out
                 return
-            if event is _PAUSED:
+            else:  # _PAUSED
                 return
-            # A request head.
-            request = event
-            request.client = self.client
-            request.scheme = self.scheme
-            if self._trust is not None:
-                if request.headers.has_any(FORWARDING_FIELDS):
-                    forwarded(request, self._trust)  # a trusted proxy names the client
-                self._shown = request.client[0]
-            self.request = request
-            if request.chunked or request.content_length:  # request.has_body, without a call
-                self._move("head")
-                # An app whose routes may take the request at its head says
-                # so (at_head), and then which work takes it (stream_body).
-                app = self.app
-                work = app.stream_body(request) if getattr(app, "at_head", False) else None  # type: ignore[attr-defined]
-                if work is not None:
-                    self._offload_streaming(request, work)
-                    return
-                if request.expect_continue and not parser.buffered:
-                    early = self.app.respond_early(request)
-                    if early is not None:
-                        # RFC 9110 §10.1.1: a final status instead of 100;
-                        # the unread body means the connection must close.
-                        self._move("request")
-                        self._send_response(request, early, keep_alive=False)
-                        if self.state is WRITING:
-                            self._last()
-                        return
-                    self.transport.write(informational(100))
+            keep_alive = self._respond()
+            if self.state is not WRITING:
+                return  # streaming, pushing, in the pool, upgraded
+            if not keep_alive:
+                self._last()
+                return
+            if self.transport.buffered > self.config.write_high_water_bytes:
+                self.transport.pause_reading()  # held in WRITING until resume_writing
+                return
+            if not _inline_moves:
+                self._next_cycle()
+            else:  # _next_cycle(), inline
+                self.state = IDLE
+                self._moves[_KEEP_ALIVE_MOVE] += 1
+                self._timer_armed_for = None
+                self.entered = now = self.loop.now
+                if parser.start_next_cycle():  # the next request has begun
+                    self.state = READING_HEADERS
+                    self._moves[_DATA_MOVE] += 1
+                    self._started = now
+            if self.state is IDLE and not parser.eof:
+                return  # nothing buffered: wait for the next request
+
+    def _at_head(self, request: Request) -> bool:
+        """A head whose body follows: start reading it (the move ``head``),
+        unless a worker takes the request now or it is answered early;
+        whether to go on reading."""
+        parser = self.parser
+        self._move("head")
+        # An app whose routes may take the request at its head says
+        # so (at_head), and then which work takes it (stream_body).
+        app = self.app
+        work = app.stream_body(request) if getattr(app, "at_head", False) else None  # type: ignore[attr-defined]
+        if work is not None:
+            self._offload_streaming(request, work)
+            return False
+        if request.expect_continue and not parser.buffered:
+            early = self.app.respond_early(request)
+            if early is not None:
+                # RFC 9110 §10.1.1: a final status instead of 100;
+                # the unread body means the connection must close.
+                self._move("request")
+                self._send_response(request, early, keep_alive=False)
+                if self.state is WRITING:
+                    self._last()
+                return False
+            self.transport.write(informational(100))
+        return True
 
     def _response_done(self, keep_alive: bool) -> bool:
         """A response is written (in WRITING): go on to the next request if
@@ -839,40 +892,38 @@ class Connection:
         body = response.body
         producer: Producer | None = None
         try:
-            if body.__class__ is bytes:
-                length: int | None = len(body)
+            if (
+                body.__class__ is bytes
+                and keep_alive
+                and request.version == "HTTP/1.1"
+                and status >= 200
+                and status not in {204, 304}
+            ):
+                # The common answer: bytes framed by their length, kept alive.
+                framing = LENGTH
+                head = encode_head(response, len(body), keep_alive=True)
             else:
-                producer = producer_for(body)  # TypeError for a body it cannot send
-                if producer is None:
-                    length = len(body)
+                if body.__class__ is bytes:
+                    length: int | None = len(body)
                 else:
-                    body = b""
-                    length = producer.length
-            framing = frame(status, request.version, length)
-            if framing is CLOSE:
-                keep_alive = False  # RFC 9112 §6.3: the body ends when we close
-            head = encode_head(
-                response,
-                length if framing is LENGTH else None,
-                keep_alive=keep_alive,
-                http10_keep_alive=keep_alive and request.version == "HTTP/1.0",
-                chunked=framing is CHUNKED,
-            )
+                    producer = producer_for(body)  # TypeError for a body it cannot send
+                    if producer is None:
+                        length = len(body)
+                    else:
+                        body = b""
+                        length = producer.length
+                framing = frame(status, request.version, length)
+                if framing is CLOSE:
+                    keep_alive = False  # RFC 9112 §6.3: the body ends when we close
+                head = encode_head(
+                    response,
+                    length if framing is LENGTH else None,
+                    keep_alive=keep_alive,
+                    http10_keep_alive=keep_alive and request.version == "HTTP/1.0",
+                    chunked=framing is CHUNKED,
+                )
         except Exception as exc:
-            # Nothing has been written yet: answer 500, and close, since the
-            # handler that made this response may have made others like it.
-            error_log.error(
-                "bad response from handler for %s %s: %s",
-                request.method,
-                escape(request.route or request.path),
-                _describe(exc),
-            )
-            release_body(producer if producer is not None else response.body)
-            producer = None
-            keep_alive = False
-            response = _plain(500)
-            framing, status, body = LENGTH, 500, response.body
-            head = encode_head(response, len(body), keep_alive=False)
+            return self._bad_response(request, response, producer, exc)
         if framing is NONE or request.method == "HEAD":
             if producer is not None:
                 release_body(producer)
@@ -908,6 +959,21 @@ class Connection:
             transport.pause_reading()
             transport.set_producer(True)
         return keep_alive
+
+    def _bad_response(
+        self, request: Request, response: Response, producer: Producer | None, exc: Exception
+    ) -> bool:
+        """A response that cannot be framed. Nothing has been written yet:
+        answer 500, and close, since the handler that made this response may
+        have made others like it."""
+        error_log.error(
+            "bad response from handler for %s %s: %s",
+            request.method,
+            escape(request.route or request.path),
+            _describe(exc),
+        )
+        release_body(producer if producer is not None else response.body)
+        return self._send_response(request, _plain(500), False)
 
     def _reject(self, exc: ProtocolError) -> None:
         """Answer a protocol error once, then read nothing more and close."""

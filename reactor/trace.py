@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import connection
 from .connection import Connection
 from .loop import EVENT_READ, EVENT_WRITE
 from .transport import Transport
@@ -103,6 +104,7 @@ def enable() -> None:
     }
     for (kind, name), function in traced.items():
         setattr(kind, name, function)
+    connection._inline_moves = False  # every move through the traced _move
 
 
 def disable() -> None:
@@ -110,3 +112,4 @@ def disable() -> None:
     for (kind, name), function in _PLAIN.items():
         setattr(kind, name, function)
     _PLAIN.clear()
+    connection._inline_moves = True
