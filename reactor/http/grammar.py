@@ -75,6 +75,18 @@ HEAD_RE = re.compile(
     rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])"
     rf"((?:\r\n{TOKEN}:[ \t]*(?:{_FIELD_VCHAR}{_FIELD_TEXT}|))*)"
 )
+# In the field lines HEAD_RE has matched (each after its CRLF), the fields
+# that frame the message, any case: (name, value) pairs in order, the value's
+# leading OWS left out (its trailing OWS is trimmed by the parser). One C call
+# finds all the parser must look at; the other fields are split only if asked for.
+# Linear: a match can start only at a CRLF; the names are literals ended by
+# ":", so at most five are tried there, each to its length; the value begins
+# with an octet that OWS cannot take and runs to the next CR (lines hold no
+# CR or LF): one way to cut each line, and no match spans a line.
+FRAMING_FIELDS_RE = re.compile(
+    r"\r\n(host|content-length|transfer-encoding|connection|expect):[ \t]*([^\r \t][^\r]*|)",
+    re.IGNORECASE,
+)
 # Something that is a request line but names a version we do not speak
 # (HTTP/2.0, HTTP/1.10, HTTP/3): answered 505, not 400.
 # Linear: as REQUEST_LINE_RE; the digit runs are split by ".", not a digit.

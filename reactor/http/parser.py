@@ -49,6 +49,7 @@ from .grammar import (
     CHUNK_LINE_RE,
     CONTENT_LENGTH_RE,
     FIELD_LINE_RE,
+    FRAMING_FIELDS_RE,
     HEAD_RE,
     HOST_RE,
     OTHER_VERSION_RE,
@@ -56,7 +57,7 @@ from .grammar import (
     REQUEST_START,
     TOKEN_RE,
 )
-from .request import Headers, Request, split_fields
+from .request import Headers, Request
 
 __all__ = ["Event", "ParserLimits", "RequestParser"]
 
@@ -308,7 +309,8 @@ class RequestParser:
             HEAD_RE.fullmatch(text)
             if size <= limits.max_request_line_bytes
             and size <= limits.max_header_line_bytes
-            and size <= 4 * limits.max_header_count  # a field line takes 4 bytes or more
+            # A field line takes 4 bytes or more: only a longer head may have too many.
+            and (size <= 4 * limits.max_header_count or text.count("\r\n") <= limits.max_header_count)
             else None
         )
         if match is not None:
@@ -316,22 +318,12 @@ class RequestParser:
             self._line = text
             if major != "1" or minor not in {"1", "0"}:
                 raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
-            fields = None
-            # A field line begins after a CRLF, so these find names only: the
-            # fields that frame the message. The common GET has none of them
-            # but one Host, which is then looked at on its own.
-            lower = block.lower()
-            at = lower.find("\r\nhost:")
-            if (
-                "\r\ncontent-length:" in lower
-                or "\r\ntransfer-encoding:" in lower
-                or "\r\nconnection:" in lower
-                or "\r\nexpect:" in lower
-                or (at != -1 and lower.find("\r\nhost:", at + 7) != -1)
-            ):
-                fields = split_fields(block)
+            framing = FRAMING_FIELDS_RE.findall(block)
+            headers = Headers(None, block)
         else:
             method, target, major, minor, fields = self._read_lines(text, size)
+            framing = [field for field in fields if field[0] in _FRAMING_FIELDS]
+            headers = Headers(fields)
         http11 = minor == "1"
 
         # Defaults: HTTP/1.1 persists unless told otherwise; 1.0 only if asked.
@@ -341,41 +333,30 @@ class RequestParser:
         hosts = 0
         host = ""
         expect_continue = False
-        if fields is None:
-            # No framing field, and at most one Host.
-            if at != -1:
-                hosts = 1
-                value_end = block.find("\r", at + 7)
-                host = block[at + 7 : value_end if value_end != -1 else len(block)].strip(" \t")
-                if HOST_RE.fullmatch(host) is None:
-                    raise BadRequest(f"invalid Host {shorten(host)}")
-            headers = Headers(None, block, lower)
-        else:
-            for name, value in fields:
-                if name not in _FRAMING_FIELDS:
-                    continue
-                if name == "host":  # the one in every request, so tested first
-                    hosts += 1
-                    if HOST_RE.fullmatch(value) is None:
-                        raise BadRequest(f"invalid Host {shorten(value)}")
-                    host = value
-                elif name == "content-length":
-                    content_length = _content_length(value, content_length)
-                elif name == "transfer-encoding":
-                    if codings is None:
-                        codings = []
-                    codings.extend(_list_elements(value))
-                elif name == "connection":
-                    tokens = _list_elements(value)
-                    if "close" in tokens:
-                        keep_alive = False
-                    elif not http11 and "keep-alive" in tokens:
-                        keep_alive = True
-                else:  # expect, RFC 9110 §10.1.1
-                    if value.lower() != "100-continue":
-                        raise ProtocolError(f"unsupported expectation {shorten(value)}", 417)
-                    expect_continue = http11
-            headers = Headers(fields)
+        for name, value in framing:
+            name = name.lower()
+            value = value.rstrip(" \t")  # trailing OWS; only SP and HTAB
+            if name == "host":  # the one in every request, so tested first
+                hosts += 1
+                if HOST_RE.fullmatch(value) is None:
+                    raise BadRequest(f"invalid Host {shorten(value)}")
+                host = value
+            elif name == "content-length":
+                content_length = _content_length(value, content_length)
+            elif name == "transfer-encoding":
+                if codings is None:
+                    codings = []
+                codings.extend(_list_elements(value))
+            elif name == "connection":
+                tokens = _list_elements(value)
+                if "close" in tokens:
+                    keep_alive = False
+                elif not http11 and "keep-alive" in tokens:
+                    keep_alive = True
+            else:  # expect, RFC 9110 §10.1.1
+                if value.lower() != "100-continue":
+                    raise ProtocolError(f"unsupported expectation {shorten(value)}", 417)
+                expect_continue = http11
 
         # RFC 9112 §3.2: exactly one Host in HTTP/1.1; at most one in 1.0.
         if hosts > 1 or (http11 and hosts == 0):

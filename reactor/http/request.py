@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from operator import itemgetter
 from types import MappingProxyType
@@ -37,9 +38,9 @@ _JSON = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 _NAME = itemgetter(0)  # a field's name
-# For Headers.has_any: each set of names asked for, as the text that begins
-# their lines. Keyed by the server's own sets (a handful), never by input.
-_NEEDLES: dict[frozenset[str], tuple[str, ...]] = {}
+# For Headers.has_any: a search for each set of names asked for. Keyed by
+# the server's own sets (a handful), never by input.
+_SEARCHES: dict[frozenset[str], Callable[[str], re.Match[str] | None]] = {}
 
 
 def split_fields(block: str) -> list[tuple[str, str]]:
@@ -65,15 +66,11 @@ class Headers:
     the split.
     """
 
-    __slots__ = ("_fields", "_block", "_lower")
+    __slots__ = ("_fields", "_block")
 
-    def __init__(
-        self, fields: list[tuple[str, str]] | None = None, block: str = "", lower: str | None = None
-    ) -> None:
+    def __init__(self, fields: list[tuple[str, str]] | None = None, block: str = "") -> None:
         self._fields = fields if fields is not None or block else []
         self._block = block
-        # The block lower-cased (the parser has made it): has_any looks there.
-        self._lower = block.lower() if lower is None and block else lower
 
     @property
     def _pairs(self) -> list[tuple[str, str]]:
@@ -81,7 +78,6 @@ class Headers:
         if fields is None:
             fields = self._fields = split_fields(self._block)
             self._block = ""
-            self._lower = None
         return fields
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -118,17 +114,15 @@ class Headers:
     def has_any(self, names: frozenset[str]) -> bool:
         """Whether any of ``names`` (lower-case) is present. One pass in C:
         cheap enough to ask on every request before a costlier look."""
-        lower = self._lower
-        if lower is None:
-            return not names.isdisjoint(map(_NAME, self._pairs))
-        # Not split yet: a name is at the start of a line, after a CRLF.
-        needles = _NEEDLES.get(names)
-        if needles is None:
-            needles = _NEEDLES[names] = tuple(f"\r\n{name}:" for name in names)
-        for needle in needles:  # noqa: SIM110 (any() would add a generator a request)
-            if needle in lower:
-                return True
-        return False
+        if self._fields is not None:
+            return not names.isdisjoint(map(_NAME, self._fields))
+        # Not split yet: one search of the block, where a name begins a line.
+        search = _SEARCHES.get(names)
+        if search is None:
+            alternatives = "|".join(re.escape(name) for name in sorted(names))
+            # Linear: a match starts only at a CRLF and tries a few literals there.
+            search = _SEARCHES[names] = re.compile(rf"\r\n(?:{alternatives}):", re.IGNORECASE).search
+        return search(self._block) is not None
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair, names lower-cased, in arrival order."""

@@ -24,16 +24,19 @@ interrupted; a timeout is a failure.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from reactor import App, Request, StaticFiles
 from reactor.compress import accepts_gzip
 from reactor.config import Config
+from reactor.http import parser as parser_module
 from reactor.http.cookies import parse_cookie_header
 from reactor.http.errors import HTTPError, ProtocolError
 from reactor.http.fields import parse_urlencoded
@@ -535,3 +538,15 @@ def test_cost_grows_linearly(case: Case, root: Path) -> None:
         f"{case.id}: {result.small_s * 1e3:.2f} ms at n={case.n}, {result.large_s * 1e3:.2f} ms at 8n: "
         f"{result.ratio:.0f}x (linear is 8x, quadratic 64x; the bound is {MAX_RATIO:.0f}x)"
     )
+
+
+# The head cases again with the one-call match of a whole head turned off: the
+# line-by-line reading, which heads too large for that match (and heads it
+# refuses) go through, must be linear too.
+LINE_BY_LINE_CASES = [case for case in PARSER_CASES if case.id.startswith(("head-", "field-", "ows-"))]
+
+
+@pytest.mark.parametrize("case", LINE_BY_LINE_CASES, ids=[case.id for case in LINE_BY_LINE_CASES])
+def test_line_by_line_cost_grows_linearly(case: Case, root: Path) -> None:
+    with mock.patch.object(parser_module, "HEAD_RE", re.compile(r"(?!)")):
+        test_cost_grows_linearly(case, root)
