@@ -47,6 +47,8 @@ CHUNK_LINE_RE = re.compile(
     + _QUOTED
     + rb"))?)*"
 )
+# A chunk-size followed by BWS and a ';' (which h11's chunk-size line does not allow).
+CHUNK_EXT_BWS_RE = re.compile(rb"[0-9A-Fa-f]+[ \t]+;")
 HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
 
 
@@ -194,6 +196,17 @@ CHOICES = [
         'RFC 9112 §7.1.1 (chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ))',
     ),
     Choice(
+        "chunk-ext-bws",
+        "h11",
+        lambda r: (
+            all(CHUNK_LINE_RE.fullmatch(line) for line in r.chunk_lines)
+            and any(CHUNK_EXT_BWS_RE.match(line) for line in r.chunk_lines)
+        ),
+        "reactor takes whitespace (BWS) between the chunk size and a ';'; "
+        "h11 wants the ';' right after the size",
+        'RFC 9112 §7.1.1 (chunk-ext = *( BWS ";" BWS chunk-ext-name ... ))',
+    ),
+    Choice(
         "leading-empty-line",
         "h11",
         lambda r: r.leading != b"",
@@ -249,6 +262,15 @@ EXAMPLES = {
         chunk_lines=[b"5;", b"0"],
     ),
     "leading-empty-line": Generated(b"\r\n", b"GET", b"/", b"HTTP/1.1", H, b""),
+    "chunk-ext-bws": Generated(
+        b"",
+        b"POST",
+        b"/",
+        b"HTTP/1.1",
+        [*H, b"Transfer-Encoding: chunked"],
+        b"1 ;a=b\r\nx\r\n0\r\n\r\n",
+        chunk_lines=[b"1 ;a=b", b"0"],
+    ),
     "te-list-elements": Generated(
         b"",
         b"POST",
