@@ -1,6 +1,6 @@
 """Instructions per request, counted by callgrind: a figure that noise cannot move.
 
-    python3 loadtests/instructions.py [--path floor,parse,full,full-log,post,pipelined|all]
+    python3 loadtests/instructions.py [--path floor,parse,full,full-log,post,pipelined,close|all]
 
 Timing a hot path on a shared machine is noisy; counting the instructions it
 executes is not. For each path this runs a request loop under ``valgrind
@@ -22,6 +22,8 @@ written by a ``logging`` handler (to ``/dev/null``): what a logged request
 costs on top of ``full``, where the log is off.
 ``post``: ``full`` with ``POST /echo`` and a 1 KiB body (echoed back).
 ``pipelined``: ``full`` with 16 GETs in one send; the figure is per request.
+``close``: a new connection for each GET (``Connection: close``): the
+server's accept, answer and close, the client's connect and close.
 
 When ``floor`` is measured with other paths, each is also given as a multiple
 of it. ``--out FILE`` writes the figures as JSON (``docs/instructions.json`` is
@@ -71,6 +73,7 @@ DESCRIPTIONS = {
     "full-log": "`full` with the access log on (lines written to `/dev/null`)",
     "post": "`POST /echo` with a 1 KiB body through a `Connection`",
     "pipelined": f"{DEPTH} GETs in one send through a `Connection`, per request",
+    "close": "a GET with `Connection: close` on a new connection: accept, answer, close",
 }
 PATHS = tuple(DESCRIPTIONS)
 
@@ -171,6 +174,41 @@ def _exchange(
     return answered
 
 
+def run_close(count: int) -> int:
+    """Connect, send one GET with ``Connection: close``, read to the end, close:
+    reactor's accept, answer and close on a listening socket (the client's
+    connect and close are counted too, as its side is on the other paths)."""
+    from loadtests.hello import app
+    from reactor import Config, Server
+
+    server = Server(app, Config(port=0))
+    server.start()
+    address = server.addresses[0]
+    request = REQUEST[:-2] + b"Connection: close\r\n\r\n"
+    answered = 0
+    for _ in range(count):
+        client = socket.create_connection(address)
+        client.send(request)
+        client.setblocking(False)
+        got = b""
+        done = False
+        while not done:
+            server.loop.run_once()
+            while True:  # read all there is: the end may be there already
+                try:
+                    data = client.recv(1 << 16)
+                except BlockingIOError:
+                    break
+                if not data:
+                    done = True
+                    break
+                got += data
+        client.close()
+        answered += got.endswith(HELLO)
+    server.loop.close()
+    return answered
+
+
 def run_floor(count: int) -> int:
     return _exchange(_floor(), count, REQUEST, 1, HELLO)
 
@@ -198,6 +236,7 @@ RUNS: dict[str, Callable[[int], int]] = {
     "full-log": run_full_log,
     "post": run_post,
     "pipelined": run_pipelined,
+    "close": run_close,
 }
 
 

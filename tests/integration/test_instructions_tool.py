@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "loadtests" / "instructions.py"
 
 
-@pytest.mark.parametrize("path", ["floor", "parse", "full", "full-log", "post", "pipelined"])
+@pytest.mark.parametrize("path", ["floor", "parse", "full", "full-log", "post", "pipelined", "close"])
 def test_every_path_answers_every_request(path: str) -> None:
     # 64: a few pipelined batches of 16, and enough for the others.
     result = subprocess.run(
