@@ -144,7 +144,8 @@ class Server:
     def _start_accepting(self) -> None:
         if not self._listening and not self._stopping:
             for sock in self._listeners:
-                self.loop.register(sock, EVENT_READ, partial(self._accept, sock))
+                # The family as a plain int: reading sock.family makes an enum member.
+                self.loop.register(sock, EVENT_READ, partial(self._accept, sock, int(sock.family)))
             self._listening = True
 
     def _stop_accepting(self) -> None:
@@ -153,7 +154,7 @@ class Server:
                 self.loop.unregister(sock)
             self._listening = False
 
-    def _accept(self, listener: socket.socket, mask: int) -> None:
+    def _accept(self, listener: socket.socket, family: int, mask: int) -> None:
         loop, config, app = self.loop, self.config, self.app
         connections = self.connections
         for _ in range(_ACCEPT_BATCH):
@@ -162,7 +163,9 @@ class Server:
                 self._stop_accepting()
                 return
             try:
-                sock, address = listener.accept()
+                # socket.accept() less its Python layer, which turns the
+                # family and type into enum members for each new socket.
+                fd, address = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -175,8 +178,9 @@ class Server:
                 return
             self._fd_error_logged = False
             self.accepted += 1
+            sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
+            if family != _AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client = _client_address(address)
             # Only a trusted proxy may say who the client is: with
@@ -433,6 +437,7 @@ class _CountingMetrics(Metrics):
 # socket activation. Each is made in one small function; open_listeners()
 # picks them from the config. None of them accepts: that is the Server's job.
 
+_AF_UNIX = int(getattr(socket, "AF_UNIX", -1))
 #: The first descriptor systemd passes (SD_LISTEN_FDS_START in sd-daemon.h).
 LISTEN_FDS_START = 3
 #: A Unix-socket peer has no address: its connections' client is this.

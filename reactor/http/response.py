@@ -426,16 +426,21 @@ def encode_head(
             the framing.
     """
     headers = response.headers
-    if len(headers) == 1 and keep_alive and content_length is not None and not http10_keep_alive:
-        # The common answer (one field, a length, kept alive) from parts
-        # made once: the status line and that field line, checked then.
+    if len(headers) == 1 and content_length is not None and not http10_keep_alive:
+        # The common answer (one field, a length) from parts made once: the
+        # status line and that field line, checked then.
         field = headers[0]
         parts = _heads.get(field) if response.reason is None and field[1].__class__ is str else None
         if parts is not None:
             status_line = parts.get(response.status)
             if status_line is not None:
-                line = parts[0]
-                return b"%b%b%bContent-Length: %d\r\n\r\n" % (status_line, _date.get(), line, content_length)
+                return b"%b%b%bContent-Length: %d\r\n%b\r\n" % (
+                    status_line,
+                    _date.get(),
+                    parts[0],
+                    content_length,
+                    b"" if keep_alive else b"Connection: close\r\n",
+                )
     status_line = _STATUS_LINES.get(response.status) if response.reason is None else None
     if status_line is None:
         status_line = _status_line(response.status, response.reason)
@@ -450,7 +455,6 @@ def encode_head(
         fields.append(f"{name}: {value}\r\n")
     if (
         len(fields) == 1
-        and keep_alive
         and content_length is not None
         and not http10_keep_alive
         and response.reason is None
