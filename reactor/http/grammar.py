@@ -71,11 +71,11 @@ REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 # CR, which neither the version's digit nor a field value (_FIELD_TEXT holds
 # no CR or LF) can take, so each line ends at one place, and within a line
 # the seams are FIELD_LINE_RE's.
-HEAD_RE = re.compile(
+WHOLE_HEAD_RE = re.compile(
     rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])"
     rf"((?:\r\n{TOKEN}:[ \t]*(?:{_FIELD_VCHAR}{_FIELD_TEXT}|))*)"
 )
-# In the field lines HEAD_RE has matched (each after its CRLF), the fields
+# In the field lines WHOLE_HEAD_RE has matched (each after its CRLF), the fields
 # that frame the message, any case: (name, value) pairs in order, the value's
 # leading OWS left out (its trailing OWS is trimmed by the parser). One C call
 # finds all the parser must look at; the other fields are split only if asked for.

@@ -50,12 +50,12 @@ from .grammar import (
     CONTENT_LENGTH_RE,
     FIELD_LINE_RE,
     FRAMING_FIELDS_RE,
-    HEAD_RE,
     HOST_RE,
     OTHER_VERSION_RE,
     REQUEST_LINE_RE,
     REQUEST_START,
     TOKEN_RE,
+    WHOLE_HEAD_RE,
 )
 from .request import Headers, Request
 
@@ -306,7 +306,7 @@ class RequestParser:
         # A head too small for any line to reach a limit is matched whole, in
         # one call; any other head, and one that does not match, line by line.
         match = (
-            HEAD_RE.fullmatch(text)
+            WHOLE_HEAD_RE.fullmatch(text)
             if size <= limits.max_request_line_bytes
             and size <= limits.max_header_line_bytes
             # A field line takes 4 bytes or more: only a longer head may have too many.

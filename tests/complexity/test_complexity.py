@@ -548,5 +548,5 @@ LINE_BY_LINE_CASES = [case for case in PARSER_CASES if case.id.startswith(("head
 
 @pytest.mark.parametrize("case", LINE_BY_LINE_CASES, ids=[case.id for case in LINE_BY_LINE_CASES])
 def test_line_by_line_cost_grows_linearly(case: Case, root: Path) -> None:
-    with mock.patch.object(parser_module, "HEAD_RE", re.compile(r"(?!)")):
+    with mock.patch.object(parser_module, "WHOLE_HEAD_RE", re.compile(r"(?!)")):
         test_cost_grows_linearly(case, root)

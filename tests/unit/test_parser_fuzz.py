@@ -129,11 +129,11 @@ NEVER = re.compile(r"(?!)")  # matches nothing: every head is read line by line
 @FUZZ
 @given(mutated())
 def test_whole_head_match_reads_as_line_by_line(raw: bytes) -> None:
-    """The one-call match of a small head (HEAD_RE) and the line-by-line
+    """The one-call match of a small head (WHOLE_HEAD_RE) and the line-by-line
     reading it stands in for give the same requests and the same errors
     (class, status and message) for the same bytes."""
     fast = drive(CONFIG, [raw], eof=True)
-    with mock.patch.object(parser_module, "HEAD_RE", NEVER):
+    with mock.patch.object(parser_module, "WHOLE_HEAD_RE", NEVER):
         slow = drive(CONFIG, [raw], eof=True)
     assert fast.heads == slow.heads
     assert fast.messages == slow.messages
@@ -150,14 +150,14 @@ def test_whole_head_match_reads_as_line_by_line(raw: bytes) -> None:
 def test_whole_head_match_is_taken_for_a_small_head() -> None:
     """The differential test above compares two paths only if the fast one runs."""
     calls = []
-    real = parser_module.HEAD_RE
+    real = parser_module.WHOLE_HEAD_RE
 
     class Spy:
         def fullmatch(self, text: str) -> re.Match[str] | None:
             calls.append(text)
             return real.fullmatch(text)
 
-    with mock.patch.object(parser_module, "HEAD_RE", Spy()):
+    with mock.patch.object(parser_module, "WHOLE_HEAD_RE", Spy()):
         run = drive(CONFIG, [b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"])
     assert calls == ["GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*"]
     assert run.heads[0]["headers"] == [["host", "x"], ["accept", "*/*"]]
