@@ -28,9 +28,11 @@ import argparse
 import json
 import selectors
 import socket
+import ssl
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -71,25 +73,38 @@ def open_idle(address: tuple[str, int], n: int, deadline: float) -> list[socket.
         sock.sendall(GET)
         sock.setblocking(False)
         socks.append(sock)
+    await_answers(socks, lambda data: b"}" in data, deadline, "answers")
+    return socks
+
+
+def await_answers(
+    socks: Sequence[socket.socket], answered: Callable[[bytes], bool], deadline: float, what: str
+) -> None:
+    """Read each of ``socks`` (non-blocking) until what it has received so far
+    is ``answered``, all at once on one selector; SystemExit past ``deadline``
+    (``what`` names what never came). A TLS socket that has only part of a
+    record is read again when more comes."""
     selector = selectors.DefaultSelector()
-    pending = {}
+    pending: dict[socket.socket, bytes] = {}
     for sock in socks:
         selector.register(sock, selectors.EVENT_READ)
         pending[sock] = b""
     while pending:
         if time.monotonic() > deadline:
-            raise SystemExit(f"{len(pending)} answers never came")
+            raise SystemExit(f"{len(pending)} {what} never came")
         for key, _ in selector.select(1.0):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
-            data = pending[sock] + sock.recv(4096)
-            if b"}" in data:
+            try:
+                data = pending[sock] + sock.recv(4096)
+            except ssl.SSLWantReadError:
+                continue
+            if answered(data):
                 selector.unregister(sock)
                 del pending[sock]
             else:
                 pending[sock] = data
     selector.close()
-    return socks
 
 
 def hold_sse(address: tuple[str, int], n: int, seconds: float, pid: int) -> dict[str, float]:

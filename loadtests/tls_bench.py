@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import selectors
 import signal
 import socket
 import ssl
@@ -51,6 +50,7 @@ from loadtests.bench import CLIENT_CPU, HOST, ROOT, SERVER_CPU
 from loadtests.bench.measurement import cpu_seconds, rss_kib, wait_listening
 from loadtests.bench.wrk import parse_wrk
 from loadtests.certs import Certs, make_ca
+from loadtests.idle import await_answers
 
 PEERS_PYTHON = ROOT / "loadtests" / ".venv-peers" / "bin" / "python"
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -107,26 +107,7 @@ def open_idle(port: int, n: int, ca: Path, deadline: float) -> list[ssl.SSLSocke
         sock.sendall(GET)
         sock.setblocking(False)
         socks.append(sock)
-    selector = selectors.DefaultSelector()
-    pending: dict[ssl.SSLSocket, bytes] = {}
-    for sock in socks:
-        selector.register(sock, selectors.EVENT_READ)
-        pending[sock] = b""
-    while pending:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{len(pending)} answers never came")
-        for key, _ in selector.select(1.0):
-            sock = key.fileobj  # type: ignore[assignment]
-            try:
-                data = pending[sock] + sock.recv(4096)
-            except ssl.SSLWantReadError:
-                continue
-            if data.endswith(b"Hello, World!"):
-                selector.unregister(sock)
-                del pending[sock]
-            else:
-                pending[sock] = data
-    selector.close()
+    await_answers(socks, lambda data: data.endswith(b"Hello, World!"), deadline, "answers")
     return socks
 
 

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtests.bench.measurement import cpu_seconds, rss_kib, wait_listening
 from loadtests.bench.servers import DEFAULT_VENV, ServerDef, ensure_venv
+from loadtests.idle import await_answers
 from loadtests.serverproc import ROOT
 from reactor.websocket.frames import Opcode, client_frame
 
@@ -150,26 +151,15 @@ def open_websockets(address: tuple[str, int], path: str, n: int, deadline: float
         sock.sendall(handshake(path))
         sock.setblocking(False)
         socks.append(sock)
-    selector = selectors.DefaultSelector()
-    pending: dict[socket.socket, bytes] = {}
-    for sock in socks:
-        selector.register(sock, selectors.EVENT_READ)
-        pending[sock] = b""
-    while pending:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{len(pending)} handshakes never finished")
-        for key, _ in selector.select(1.0):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            data = pending[sock] + sock.recv(4096)
-            if b"\r\n\r\n" in data:
-                assert data.startswith(b"HTTP/1.1 101 "), data[:100]
-                assert data.endswith(b"\r\n\r\n"), f"frames before any message was sent: {data!r}"
-                selector.unregister(sock)
-                del pending[sock]
-            else:
-                pending[sock] = data
-    selector.close()
+
+    def switched(data: bytes) -> bool:
+        if b"\r\n\r\n" not in data:
+            return False
+        assert data.startswith(b"HTTP/1.1 101 "), data[:100]
+        assert data.endswith(b"\r\n\r\n"), f"frames before any message was sent: {data!r}"
+        return True
+
+    await_answers(socks, switched, deadline, "handshakes")
     return socks
 
 
