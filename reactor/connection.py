@@ -37,14 +37,16 @@ Whether a response is the last one is decided once, when it is framed
 
 Each state has its timer, set by :meth:`Connection._sync_timer` at the end of
 every callback: ``READING_HEADERS`` arms the header deadline (counted from
-the first byte, never refreshed), ``READING_BODY`` the gap between body reads;
+the state's start, never refreshed), ``READING_BODY`` the gap between body reads;
 neither past the request deadline (``request_timeout_s`` from the request's
 first byte). That :class:`~reactor.loop.Timer` is the connection's own, made
 when first needed and released when the connection goes idle or closes.
 ``IDLE`` has no timer of its own: the keep-alive timeout is the same for every
 connection, so idle connections wait in one :class:`KeepAlive` queue, oldest
 first, under one shared timer (an idle connection then costs a dict entry,
-not a timer, its heap entry and its deadline). The write timeout is the
+not a timer, its heap entry and its deadline). A new connection that has sent
+nothing yet waits the same way, in one :class:`FirstBytes` queue: it gets a
+timer of its own only if its head arrives in pieces. The write timeout is the
 transport's.
 
 An accepted WebSocket handshake (the app answers with a
@@ -97,6 +99,7 @@ __all__ = [
     "TRANSITIONS",
     "Application",
     "Connection",
+    "FirstBytes",
     "KeepAlive",
     "State",
     "count_by_state",
@@ -256,12 +259,16 @@ class KeepAlive:
     def __len__(self) -> int:
         return len(self.waiting)
 
+    def deadline(self, connection: Connection) -> float:
+        """When ``connection``, waiting here, times out (the loop's clock)."""
+        return connection.entered + connection.config.keepalive_timeout_s
+
     def arm(self, connection: Connection) -> None:
-        """Arm the timer for ``connection``, which went idle with no timer armed."""
+        """Arm the timer for ``connection``, which began to wait with no timer armed."""
         timer = self._timer
         if timer is None:
             timer = self._timer = connection.loop.timer(self._expire)
-        timer.reset(connection.entered + connection.config.keepalive_timeout_s)
+        timer.reset(self.deadline(connection))
         self.armed = True
 
     def discard(self, connection: Connection) -> None:
@@ -283,7 +290,7 @@ class KeepAlive:
         waiting = self.waiting
         due = []
         for connection in waiting:
-            deadline = connection.entered + connection.config.keepalive_timeout_s
+            deadline = self.deadline(connection)
             if deadline > connection.loop.now:
                 self._timer.reset(deadline)
                 break
@@ -292,7 +299,29 @@ class KeepAlive:
             self.armed = False  # nobody left waiting: armed again by the next to go idle
         for connection in due:
             del waiting[connection]
-            connection()  # its state is IDLE: the keep-alive timeout
+            connection()  # its state's timeout: keep-alive, or no request in time
+
+
+class FirstBytes(KeepAlive):
+    """The new connections that have sent nothing yet, oldest first.
+
+    The same for every connection of a server, as the keep-alive timeout is:
+    a new connection waits ``header_timeout_s`` (or ``request_timeout_s``, if
+    that is shorter) for its request, counted from accept, so one timer for
+    the oldest serves all of them, and a connection opened and left silent
+    (a browser's preconnect, or a Slowloris client) costs a dict entry, not a
+    timer and its heap entry. It leaves at its first byte; a head that then
+    arrives in pieces gets the connection's own timer, with the same deadline.
+    """
+
+    __slots__ = ()
+
+    def deadline(self, connection: Connection) -> float:
+        config = connection.config
+        return connection.entered + min(config.header_timeout_s, config.request_timeout_s)
+
+    def _expire(self) -> None:
+        super()._expire()  # its own name, for the live view's list of timers
 
 
 class ConnectionOwner(Protocol):
@@ -304,6 +333,8 @@ class ConnectionOwner(Protocol):
     def metrics(self) -> Metrics: ...
     @property
     def keepalive(self) -> KeepAlive: ...
+    @property
+    def first_bytes(self) -> FirstBytes: ...
     @property
     def pool(self) -> Pool | None: ...
     def connection_closed(self, connection: Connection) -> None: ...
@@ -419,14 +450,26 @@ class Connection:
                 idle.arm(self)
             return
         self._idle.discard(self)
+        if state is READING_HEADERS and not self.parser.in_message:
+            # A new connection that has sent nothing: like an idle one, it
+            # waits in a shared queue and keeps no timer (see FirstBytes).
+            first = self.owner.first_bytes
+            first.waiting[self] = None
+            if not first.armed:
+                first.arm(self)
+            return
         config = self.config
-        now = self.loop.now
         if state is READING_HEADERS or state is READING_BODY:
             if timer is None:
                 timer = self._timer = self.loop.timer(self)
-            # Never past the request's deadline; in READING_BODY, the gap between reads.
-            gap = config.header_timeout_s if state is READING_HEADERS else config.body_timeout_s
-            timer.reset(min(now + gap, self._started + config.request_timeout_s))
+            # The header deadline runs from the state's start (accept, for a
+            # new connection), never past the request's; in READING_BODY, the
+            # gap between reads.
+            if state is READING_HEADERS:
+                deadline = self.entered + config.header_timeout_s
+            else:
+                deadline = self.loop.now + config.body_timeout_s
+            timer.reset(min(deadline, self._started + config.request_timeout_s))
         elif timer is not None:
             timer.cancel()
 
@@ -437,8 +480,10 @@ class Connection:
         """
         armed_for = self._timer_armed_for
         if armed_for is IDLE:
-            return _TIMER_NAMES[IDLE], self.entered + self.config.keepalive_timeout_s
+            return _TIMER_NAMES[IDLE], self._idle.deadline(self)
         timer = self._timer
+        if armed_for is READING_HEADERS and timer is None:
+            return _TIMER_NAMES[READING_HEADERS], self.owner.first_bytes.deadline(self)
         if timer is not None and not timer.cancelled and armed_for is not None:
             return _TIMER_NAMES.get(armed_for, "state"), timer.when
         transport = getattr(self, "transport", None)
@@ -451,6 +496,9 @@ class Connection:
 
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
+        # The header deadline runs from here: at accept, or once a TLS
+        # handshake (which has its own deadline) is done.
+        self.entered = self.loop.now
         self._sync_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -467,7 +515,11 @@ class Connection:
             self._started = self.loop.now
         elif state is READING_HEADERS:
             if not parser.in_message:
-                self._started = self.loop.now  # the first bytes on a new connection
+                # The first bytes on a new connection: it leaves the queue
+                # of silent ones (and gets its own timer if its head is cut).
+                self._started = self.loop.now
+                self.owner.first_bytes.discard(self)
+                self._timer_armed_for = None
         elif state is READING_BODY:
             self._timer_armed_for = None  # a body read restarts the body timer
         elif state is PUSHING:
@@ -549,6 +601,7 @@ class Connection:
             self._timer.release()
             self._timer = None
         self._idle.discard(self)
+        self.owner.first_bytes.discard(self)
         handoff = self._handoff
         if handoff is not None:
             # The worker's next read or write raises; its answer is dropped.

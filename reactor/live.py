@@ -65,6 +65,7 @@ _TIMER_KINDS = {
     "Transport._write_timed_out": "write timeout",
     "Server._probe_lag": "lag probe",
     "KeepAlive._expire": "keep-alive timeout, oldest idle connection",  # one for all idle ones
+    "FirstBytes._expire": "header timeout, oldest silent new connection",  # one for all of them
     "Broadcast._tick": "ticker",
     "Lingering.end": "lingering close",
     "EventStream._beat": "event stream heartbeat",

@@ -42,7 +42,15 @@ from sys import intern
 
 from . import trace
 from .config import Config
-from .connection import Application, Connection, KeepAlive, ProxyProtocolReader, State, count_by_state
+from .connection import (
+    Application,
+    Connection,
+    FirstBytes,
+    KeepAlive,
+    ProxyProtocolReader,
+    State,
+    count_by_state,
+)
 from .log import error_log
 from .loop import EVENT_READ, Loop, Timer
 from .metrics import Metrics
@@ -91,6 +99,9 @@ class Server:
         #: The idle ones among them, waiting for their next request under one
         #: shared keep-alive timer (see :class:`~reactor.connection.KeepAlive`).
         self.keepalive = KeepAlive()
+        #: The new ones that have sent nothing yet, under one shared header
+        #: timer (see :class:`~reactor.connection.FirstBytes`).
+        self.first_bytes = FirstBytes()
         #: Counters for /_reactor/metrics and the live view.
         self.metrics = Metrics()
         self._lag_probe: Timer | None = None
@@ -389,6 +400,7 @@ class Server:
             self._lag_probe.release()
             self._lag_probe = None
         self.keepalive.release()
+        self.first_bytes.release()
 
     def close_all(self) -> None:
         """Close every connection and listener now and stop the loop."""

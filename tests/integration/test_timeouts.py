@@ -155,8 +155,11 @@ def test_idle_connections_share_one_keepalive_timer(serve: Serve) -> None:
     for sock in socks:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         recv_response(sock)
-    # Fifty idle connections, one armed timer (for the oldest) among them.
-    assert server.call(server.server.loop.pending_timers) == baseline + 1
+    # Fifty idle connections, one armed timer (for the oldest) among them; and
+    # the one new connections share while silent, armed at the first accept,
+    # which stays armed until that connection's header deadline.
+    assert server.call(server.server.loop.pending_timers) == baseline + 2
+    assert server.call(lambda: len(server.server.first_bytes)) == 0
     assert server.call(lambda: len(server.server.keepalive)) == 50
     for sock in socks:
         sock.close()
@@ -196,4 +199,36 @@ def test_half_open_socket_does_not_spin_the_loop(serve: Serve, shutdown: int) ->
     time.sleep(0.5)
     after = server.call(lambda: server.server.loop.iterations)
     assert after - before < 10, "the loop is spinning"
+    sock.close()
+
+
+def test_silent_new_connections_share_one_header_timer(serve: Serve) -> None:
+    server = serve(header_timeout_s=0.5)
+    baseline = server.call(server.server.loop.pending_timers)
+    socks = [connect(server.address) for _ in range(30)]
+    deadline = time.monotonic() + 5
+    while server.call(lambda: len(server.server.first_bytes)) < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Thirty connections that sent nothing: one timer among them, none of their own.
+    assert server.call(lambda: len(server.server.first_bytes)) == 30
+    assert server.call(server.server.loop.pending_timers) == baseline + 1
+    # Each is closed at its header deadline; another client is still served.
+    for sock in socks:
+        assert read_until_close(sock) == b""
+    get_ok(server.address)  # another client is served
+    assert server.call(lambda: len(server.server.first_bytes)) == 0
+    for sock in socks:
+        sock.close()
+
+
+def test_a_head_cut_short_keeps_the_deadline_from_accept(serve: Serve) -> None:
+    server = serve(header_timeout_s=1.0)
+    sock = connect(server.address)
+    time.sleep(0.6)
+    start = time.monotonic()
+    sock.sendall(b"GET / HTTP/1.1\r\n")  # its first bytes: it gets a timer of its own
+    response = recv_response(sock)
+    # 1.0 s from accept, not from the first byte: about 0.4 s after them.
+    assert response.status == 408
+    assert time.monotonic() - start < 0.9
     sock.close()

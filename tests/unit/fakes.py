@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reactor.config import Config
-from reactor.connection import Application, Connection, KeepAlive
+from reactor.connection import Application, Connection, FirstBytes, KeepAlive
 from reactor.loop import Timer
 from reactor.metrics import Metrics
 
@@ -123,6 +123,7 @@ class Owner:
         self.closed: list[Connection] = []
         self.metrics = Metrics()
         self.keepalive = KeepAlive()
+        self.first_bytes = FirstBytes()
 
     def connection_closed(self, connection: Connection) -> None:
         self.closed.append(connection)

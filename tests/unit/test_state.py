@@ -128,6 +128,12 @@ def test_a_bad_request_is_rejected_then_closed_with_linger() -> None:
 def test_each_state_arms_its_own_timer(connection: Connection) -> None:
     config = connection.config
     now = connection.loop.now
+    # New and silent, it keeps no timer: it waits in the owner's shared queue of those.
+    assert connection._timer is None
+    assert connection.armed_timer() == ("header", pytest.approx(now + config.header_timeout_s))
+    assert len(connection.owner.first_bytes) == 1  # type: ignore[attr-defined]
+    connection.data_received(b"GET / HTTP/1.1\r\n")  # a head cut short: now a timer of its own
+    assert len(connection.owner.first_bytes) == 0  # type: ignore[attr-defined]
     assert connection._timer.when == pytest.approx(now + config.header_timeout_s)
     connection._move("request")
     connection._sync_timer()
