@@ -354,28 +354,27 @@ class _Call:
                 exc_info = None  # no cycle through the traceback
         elif self.status:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str:
-            raise TypeError(f"the WSGI status must be a str, not {type(status).__name__}")
-        code, _, reason = status.partition(" ")
-        if len(code) != 3 or not code.isdigit() or not reason:
-            raise ValueError(f"the WSGI status must be like '200 OK', not {status!r}")
+        parsed = _STATUSES.get(status) if type(status) is str else None
+        if parsed is None:
+            parsed = _parse_status(status)
+        status_code, phrase = parsed
         fields = []
         length = None
+        kinds = _FIELD_KINDS
         for name, value in headers:
             if type(name) is not str or type(value) is not str:
                 raise TypeError(f"WSGI header names and values must be str: {name!r}: {value!r}")
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                raise ValueError(f"the application set the hop-by-hop header {name!r}")
-            if lower == "content-length":
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _field_kind(name)
+            if kind is _KEEP:
+                fields.append((name, value))
+            elif kind is _LENGTH:
                 if not value.isdigit():
                     raise ValueError(f"the application's Content-Length is not a number: {value!r}")
                 length = int(value)
-            elif lower not in _SERVER_OWNED:
-                fields.append((name, value))
-        status_code = int(code)
-        # The standard phrase: the status line made once serves (None).
-        phrase = None if _PHRASES.get(status_code) == reason else reason
+            elif kind is _HOP:
+                raise ValueError(f"the application set the hop-by-hop header {name!r}")
         self.status, self.reason, self.headers, self.length = status_code, phrase, fields, length
         return self.write
 
@@ -442,6 +441,46 @@ class _Call:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+# What start_response does with a header field, by its name as the application
+# spelled it: kept, the framing's Content-Length, dropped (the server writes
+# it), or refused (hop-by-hop). For the names seen so far, up to 512.
+_KEEP, _LENGTH, _DROP, _HOP = "keep", "length", "drop", "hop"
+_FIELD_KINDS: dict[str, str] = {}
+# Status strings seen so far ("200 OK"), up to 512: their code, and their
+# reason phrase, or None for the standard one.
+_STATUSES: dict[str, tuple[int, str | None]] = {}
+_SEEN_MAX = 512
+
+
+def _field_kind(name: str) -> str:
+    lower = name.lower()
+    if lower in HOP_BY_HOP:
+        kind = _HOP
+    elif lower == "content-length":
+        kind = _LENGTH
+    elif lower in _SERVER_OWNED:
+        kind = _DROP
+    else:
+        kind = _KEEP
+    if len(_FIELD_KINDS) < _SEEN_MAX:
+        _FIELD_KINDS[name] = kind
+    return kind
+
+
+def _parse_status(status: object) -> tuple[int, str | None]:
+    if type(status) is not str:
+        raise TypeError(f"the WSGI status must be a str, not {type(status).__name__}")
+    code, _, reason = status.partition(" ")
+    if len(code) != 3 or not code.isdigit() or not reason:
+        raise ValueError(f"the WSGI status must be like '200 OK', not {status!r}")
+    status_code = int(code)
+    # The standard phrase: the status line made once serves (None).
+    parsed = status_code, None if _PHRASES.get(status_code) == reason else reason
+    if len(_STATUSES) < _SEEN_MAX:
+        _STATUSES[status] = parsed
+    return parsed
 
 
 def _gather(pieces: Iterator[Any], limit: int) -> tuple[list[bytes], bool]:
