@@ -574,15 +574,14 @@ class Pool:
             # Each idle worker that is awake (finishing, woken or just started)
             # takes one handoff next: the rest need a worker woken or started.
             unserved = len(queue) - (self._idle - len(sleeping))
-            if unserved <= 0:
-                return True
             if unserved > len(sleeping) and len(self._workers) < self.threads:
                 self._idle += 1  # it is started for this handoff
+                unserved -= 1
                 thread = threading.Thread(target=self._serve, name=f"reactor-pool-{len(self._workers)}")
                 thread.daemon = True  # never joined past the shutdown timeout
                 self._workers.append(thread)
                 thread.start()
-            elif sleeping and not self._wake_due:
+            if unserved > 0 and sleeping and not self._wake_due:
                 if self._loop is None:
                     sleeping.pop().release()
                 else:
