@@ -559,7 +559,7 @@ class Pool:
         Woken as the loop goes to wait, the workers find the lock free, and
         they run every handoff of the pass between them. (Measured with
         ``/proc/PID/task/*/status`` under ``wrk -c50`` on the Flask
-        benchmark, docs/wsgi.md: 3.3 context switches a request before, 0.5
+        benchmark, docs/wsgi.md: 3.3 context switches a request before, 0.6
         after.)
         """
         with self._lock:
