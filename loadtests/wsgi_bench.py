@@ -3,6 +3,7 @@
     python -m loadtests.wsgi_bench                  # 10 s per measurement
     python -m loadtests.wsgi_bench --duration 3     # a short run
     python -m loadtests.wsgi_bench --idle 0         # without the idle-connection runs
+    python -m loadtests.wsgi_bench --rounds 3       # the servers in turn, 3 times: medians
 
 The app is ``loadtests/peers/flask_hello.py``: ``GET /`` (hello world) and
 ``GET /row`` (one row read from SQLite). Each server gets 4 threads (waitress's
@@ -16,7 +17,11 @@ one request and read its answer). The peers run from the peers' virtualenv
 (``loadtests/.venv-peers``, made and filled with pip by package name if
 needed); reactor runs from this interpreter, which must have Flask.
 
-Results go to standard output as a table and, with ``--out FILE``, as JSON.
+With ``--rounds N`` the servers take turns N times (reactor, waitress, ...,
+then again), so that a change in the machine's load falls on all of them; the
+table gives each figure's median over the rounds, and each peer's requests/s
+as a multiple of reactor's, round by round. Results go to standard output as
+a table and, with ``--out FILE``, as JSON (every round's figures too).
 The machine's noise is not removed here: run it on a quiet machine for the
 figures that count (``docs/benchmarks.md``).
 """
@@ -27,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -173,12 +179,54 @@ def table(results: dict[str, dict[str, Any]], idle: int) -> str:
             if "idle_error" in result:
                 idle_p99 = f"failed with {result.get('idle_open', 0)} open: {result['idle_error']}"
             idle_rps = f"{under['requests_per_s']:.0f}" if under else "-"
-            errors = row["errors"] + (under["errors"] if under else 0)
+            errors = int(row["errors"] + (under["errors"] if under else 0))
             lines.append(
                 f"| {name} | {path} | {row['requests_per_s']:.0f} | {row['cpu_us_per_request']:.0f} | "
                 f"{row['p99_ms']:.2f} | {idle_p99} | {idle_rps} | {errors} |"
             )
     return "\n".join(lines)
+
+
+def median_results(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each server's figures as medians over the rounds that measured them."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name in rounds[0]:
+        runs = [one[name] for one in rounds if name in one]
+        good = [run for run in runs if "error" not in run]
+        if not good:
+            merged[name] = runs[0]
+            continue
+        out: dict[str, Any] = {"description": good[0]["description"], "rounds": len(good)}
+        for key in {key for run in good for key, value in run.items() if isinstance(value, dict)}:
+            measured = [run[key] for run in good if key in run]
+            out[key] = {field: statistics.median(m[field] for m in measured) for field in measured[0]}
+        if any("idle_open" in run for run in good):
+            out["idle_open"] = min(run.get("idle_open", 0) for run in good)
+        errors = [run["idle_error"] for run in good if "idle_error" in run]
+        if errors:
+            out["idle_error"] = errors[0]
+        merged[name] = out
+    return merged
+
+
+def ratios(rounds: list[dict[str, dict[str, Any]]], subject: str = "reactor") -> list[str]:
+    """Lines: reactor's requests/s over each peer's, round by round and their median."""
+    lines = []
+    for name in rounds[0]:
+        if name == subject:
+            continue
+        for path in PATHS:
+            per_round = [
+                one[subject][path]["requests_per_s"] / one[name][path]["requests_per_s"]
+                for one in rounds
+                if path in one.get(subject, {}) and path in one.get(name, {})
+            ]
+            if per_round:
+                shown = ", ".join(f"{ratio:.2f}" for ratio in per_round)
+                lines.append(
+                    f"reactor / {name} req/s on {path}: median {statistics.median(per_round):.2f}x ({shown})"
+                )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections (0: none)")
     parser.add_argument("--servers", default=",".join(s.name for s in SERVERS), help="comma-separated")
     parser.add_argument("--venv", type=Path, default=LOADTESTS / ".venv-peers", help="the peers' virtualenv")
+    parser.add_argument("--rounds", type=int, default=1, help="the servers in turn this many times (medians)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -195,25 +244,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [server for server in SERVERS if server.name in args.servers.split(",")]
     peer_python, failures = ensure_venv(args.venv, [s for s in chosen if s.needs_venv], charts=False)
     env = Env(python=sys.executable, peer_python=str(peer_python), src=ROOT, origin=ROOT)
-    results: dict[str, dict[str, Any]] = {}
     # Kept after the run: each server's log is there, for a server that failed.
     scratch = tempfile.mkdtemp(prefix="wsgi-bench-")
     progress(f"server logs in {scratch}")
     os.environ["WSGI_BENCH_DB"] = str(Path(scratch) / "bench.sqlite3")
-    for server in chosen:
-        if server.name in failures:
-            results[server.name] = {"error": failures[server.name]}
-            continue
-        try:
-            results[server.name] = bench_server(
-                server, env, Path(scratch), args.duration, args.connections, args.idle
-            )
-        except (RuntimeError, OSError) as error:
-            results[server.name] = {"error": str(error).splitlines()[0]}
-            progress(f"{server.name}: {error}")
-    print(table(results, args.idle))
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for number in range(max(1, args.rounds)):
+        results: dict[str, dict[str, Any]] = {}
+        for server in chosen:
+            if server.name in failures:
+                results[server.name] = {"error": failures[server.name]}
+                continue
+            progress(f"round {number + 1}: {server.name}")
+            try:
+                results[server.name] = bench_server(
+                    server, env, Path(scratch), args.duration, args.connections, args.idle
+                )
+            except (RuntimeError, OSError) as error:
+                results[server.name] = {"error": str(error).splitlines()[0]}
+                progress(f"{server.name}: {error}")
+        rounds.append(results)
+    merged = median_results(rounds) if len(rounds) > 1 else rounds[0]
+    print(table(merged, args.idle))
+    for line in ratios(rounds):
+        print(line)
     if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.write_text(json.dumps({"medians": merged, "rounds": rounds}, indent=2) + "\n")
     return 0
 
 

@@ -927,7 +927,13 @@ class Connection:
             if self.state is WRITING:
                 self._last()
         elif self.state is PUSHING:
-            self._response_failed(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+            # The worker has handed its head over, so the application was told
+            # it is sent (a start_response with exc_info re-raises): the
+            # client gets that head and a cut body, never a 500 in its place,
+            # even when the loop has not flushed it yet.
+            self._response_failed(
+                exc if isinstance(exc, Exception) else RuntimeError(repr(exc)), replace=False
+            )
         self._sync_timer()
 
     def pool_resume_reading(self, handoff: Handoff) -> None:
@@ -1111,10 +1117,11 @@ class Connection:
         release_body(body.producer)
         self._record(body.request, body.status, body.sent)
 
-    def _response_failed(self, exc: Exception) -> None:
+    def _response_failed(self, exc: Exception, replace: bool = True) -> None:
         """Sending the streamed response failed (its producer raised, or gave
         something that is not a body): answer 500 instead if no byte of its
-        head has left yet, else end the connection without the rest.
+        head has left yet (and ``replace``), else end the connection without
+        the rest.
 
         Either way the connection ends: it is never left with a half-sent
         response and no timer.
@@ -1128,7 +1135,7 @@ class Connection:
         release_body(body.producer)
         transport = self.transport
         transport.set_producer(False)
-        if transport.retract(body.head):
+        if replace and transport.retract(body.head):
             response = _plain(500)
             transport.write(encode_head(response, len(response.body), keep_alive=False) + response.body)
             self._record(body.request, 500, len(response.body))

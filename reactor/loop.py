@@ -12,6 +12,9 @@ Every pass of :meth:`Loop.run_once` does three things, in this order:
    were ready when this step began (callbacks they schedule wait for the next
    pass, so a callback that reschedules itself cannot starve the selector).
 
+Before the wait of the next pass, the callbacks given to
+:meth:`Loop.call_before_wait` during this one run, once each.
+
 Timers live on a binary heap of ``(when, timer)`` entries; each timer knows
 its one live entry, so an entry it no longer points to is stale. Cancelling a
 timer only marks it (O(1)); its entry is dropped when it reaches the top of the
@@ -166,6 +169,12 @@ class Loop:
         self._wakeup_w.setblocking(False)
         self.register(self._wakeup_r, EVENT_READ, self._read_wakeup)
         self._old_wakeup_fd: int | None = None
+        # Whether the loop waits (or is about to wait) in the selector, and
+        # whether a thread has written its wakeup byte since it began to.
+        self._polling = False
+        self._woken = False
+        # Callbacks for the end of this pass, run once before the next wait.
+        self._before_wait: list[Callable[[], object]] = []
 
     # -- file descriptors --------------------------------------------------
 
@@ -188,12 +197,33 @@ class Loop:
         self._ready.append((callback, args))
 
     def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
-        """Like :meth:`call_soon`, from any thread: wakes the selector up."""
+        """Like :meth:`call_soon`, from any thread: wakes the selector up.
+
+        The wakeup byte is written only while the loop waits in the selector
+        (and once per wait): a loop still running its pass sees the callback
+        when it next chooses a timeout (0, since the ready queue is not
+        empty), so a busy loop is spared a send, a recv and an event per
+        callback. The order of the steps makes that safe under the GIL: the
+        callback is queued before ``_polling`` is read here, and the loop sets
+        ``_polling`` before it reads the queue to choose its timeout.
+        """
         self._ready.append((callback, args))
-        try:
-            self._wakeup_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full, so the loop will wake up anyway
+        if self._polling and not self._woken:
+            self._woken = True
+            try:
+                self._wakeup_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full, so the loop will wake up anyway
+
+    def call_before_wait(self, callback: Callable[[], object]) -> None:
+        """Run ``callback()`` once, when this pass is over: right before the
+        loop next waits in the selector (on the loop thread only).
+
+        For work that is best done in one go for everything a pass did, as
+        the thread pool's wakeup of its workers (see :meth:`Pool.submit
+        <reactor.pool.Pool.submit>`).
+        """
+        self._before_wait.append(callback)
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Timer:
         """Run ``callback(*args)`` at monotonic time ``when``; returns the timer."""
@@ -324,6 +354,9 @@ class Loop:
         """One pass: select, dispatch I/O, fire due timers, run ready callbacks."""
         heap = self._heap
         ready = self._ready
+        if self._before_wait:
+            self._run_before_wait()
+        self._polling = True  # before the queue is read: see call_soon_threadsafe
         epoll = self._epoll
         if epoll is None:
             self._select_once()
@@ -339,6 +372,7 @@ class Loop:
                 events = epoll.poll(timeout, len(self._keys))
             except InterruptedError:
                 events = []
+            self._polling = self._woken = False
             self.now = self.time()
             keys = self._keys
             for fd, flags in events:
@@ -394,6 +428,7 @@ class Loop:
         else:
             timeout = None
         events = self.selector.select(timeout)
+        self._polling = self._woken = False
         self.now = self.time()
         for key, mask in events:
             try:
@@ -402,6 +437,16 @@ class Loop:
                 raise
             except BaseException:
                 log.exception("error in I/O handler %r", key.data)
+
+    def _run_before_wait(self) -> None:
+        callbacks, self._before_wait = self._before_wait, []
+        for callback in callbacks:
+            try:
+                callback()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:
+                log.exception("error in callback %r", callback)
 
     def close(self) -> None:
         """Release the selector and the signal machinery."""
@@ -414,6 +459,7 @@ class Loop:
         self._heap.clear()
         self._dead = 0
         self._ready.clear()
+        self._before_wait.clear()
         self.selector.close()
         self._wakeup_r.close()
         self._wakeup_w.close()

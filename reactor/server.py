@@ -125,7 +125,7 @@ class Server:
             self.tls = make_context(self.config)
         #: Threads for blocking handlers and WSGI apps (started when first needed).
         self.pool: Pool | None = Pool(
-            self.config.threads, self.config.thread_queue_count, self.config.thread_stuck_s
+            self.config.threads, self.config.thread_queue_count, self.config.thread_stuck_s, self.loop
         )
         self._shutdown_deadline: float | None = None
         # An app may want the server (for its loop and figures): it says so

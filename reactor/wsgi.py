@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
@@ -71,6 +72,9 @@ HOP_BY_HOP = frozenset(
 )
 # Fields the server writes itself: the application's copy is dropped.
 _SERVER_OWNED = frozenset(("date", "server"))
+
+# The standard reason phrases: an application's "200 OK" frames like Response's own 200.
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
 
 # Pieces read by readline() when no newline is buffered.
 _LINE_READ = 65536
@@ -208,6 +212,7 @@ class WSGIApp:
         # its configured address: not the server itself, which holds this app.
         self._addresses: list[tuple[str, int]] = []
         self._configured = ("localhost", "80")
+        self._base: dict[str, Any] | None = None  # see _make_base
 
     def attach(self, server: Server) -> None:
         """Called by the server: read its root path, process model and address."""
@@ -216,6 +221,7 @@ class WSGIApp:
         self.multiprocess = config.workers > 0
         self._addresses = server.addresses
         self._configured = (config.uds or config.host, str(config.port))
+        self._base = None
 
     # -- what the connection calls -------------------------------------------
 
@@ -244,54 +250,79 @@ class WSGIApp:
 
     def environ(self, request: Request, handoff: Handoff) -> dict[str, Any]:
         """The PEP 3333 ``environ`` for ``request``."""
+        environ = (self._base or self._make_base()).copy()
         path = request.raw_path
-        path_info = (unquote_to_bytes(path) if "%" in path else path.encode("latin-1")).decode("latin-1")
+        # raw_path is the target as sent, read as ISO-8859-1: without a
+        # percent sign it is PATH_INFO's "bytes as latin-1" already.
+        path_info = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
         script_name = self.root_path
         if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
             path_info = path_info[len(script_name) :]
-        server_name, server_port = self._server_address()
         client = request.client or ("", 0)
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": script_name,
-            "PATH_INFO": path_info,
-            "QUERY_STRING": request.query_string,
-            "SERVER_NAME": server_name,
-            "SERVER_PORT": server_port,
-            "SERVER_PROTOCOL": request.version,
-            "REMOTE_ADDR": str(client[0]),
-            "REMOTE_PORT": str(client[1]),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": request.scheme,
-            "wsgi.input": WSGIInput(handoff),
-            "wsgi.input_terminated": True,
-            "wsgi.errors": _Errors(),
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": self.multiprocess,
-            "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
-        }
+        environ["REQUEST_METHOD"] = request.method
+        environ["PATH_INFO"] = path_info
+        environ["QUERY_STRING"] = request.query_string
+        environ["SERVER_PROTOCOL"] = request.version
+        environ["REMOTE_ADDR"] = str(client[0])
+        environ["REMOTE_PORT"] = str(client[1])
+        environ["wsgi.url_scheme"] = request.scheme
+        environ["wsgi.input"] = WSGIInput(handoff)
+        environ["wsgi.errors"] = _Errors()
+        keys = _HTTP_KEYS
         for name, value in request.headers.items():
-            if "_" in name:
-                continue  # X_Forwarded_For must not pass for X-Forwarded-For
-            if name == "content-type":
-                environ["CONTENT_TYPE"] = value
-                continue
-            if name == "content-length":
-                environ["CONTENT_LENGTH"] = value
-                continue
-            key = "HTTP_" + name.upper().replace("-", "_")
+            key = keys.get(name)
+            if key is None:
+                key = _http_key(name)
+                if key is None:
+                    continue  # X_Forwarded_For must not pass for X-Forwarded-For
             if key in environ:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
         return environ
 
+    def _make_base(self) -> dict[str, Any]:
+        """What every request's ``environ`` shares, made once the server's
+        address is known (until then, for each request)."""
+        server_name, server_port = self._server_address()
+        base: dict[str, Any] = {
+            "SCRIPT_NAME": self.root_path,
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": server_port,
+            "wsgi.version": (1, 0),
+            "wsgi.input_terminated": True,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": self.multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        if self._addresses:
+            self._base = base
+        return base
+
     def _server_address(self) -> tuple[str, str]:
         if self._addresses:
             host, port = self._addresses[0]
             return host, str(port)
         return self._configured
+
+
+#: Header name (lower-cased, as the parser gives it) -> its environ key; for
+#: the names seen so far, up to :data:`_HTTP_KEYS_MAX` of them (the names are
+#: the client's to choose: the table must not grow without bound).
+_HTTP_KEYS: dict[str, str] = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+_HTTP_KEYS_MAX = 512
+
+
+def _http_key(name: str) -> str | None:
+    """``HTTP_`` and the name upper-cased with ``_`` for ``-``; None for a
+    name with an underscore (dropped: it would pass for one with a dash)."""
+    if "_" in name:
+        return None
+    key = "HTTP_" + name.upper().replace("-", "_")
+    if len(_HTTP_KEYS) < _HTTP_KEYS_MAX:
+        _HTTP_KEYS[name] = key
+    return key
 
 
 class _Call:
@@ -323,26 +354,28 @@ class _Call:
                 exc_info = None  # no cycle through the traceback
         elif self.status:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str:
-            raise TypeError(f"the WSGI status must be a str, not {type(status).__name__}")
-        code, _, reason = status.partition(" ")
-        if len(code) != 3 or not code.isdigit() or not reason:
-            raise ValueError(f"the WSGI status must be like '200 OK', not {status!r}")
+        parsed = _STATUSES.get(status) if type(status) is str else None
+        if parsed is None:
+            parsed = _parse_status(status)
+        status_code, phrase = parsed
         fields = []
         length = None
+        kinds = _FIELD_KINDS
         for name, value in headers:
             if type(name) is not str or type(value) is not str:
                 raise TypeError(f"WSGI header names and values must be str: {name!r}: {value!r}")
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                raise ValueError(f"the application set the hop-by-hop header {name!r}")
-            if lower == "content-length":
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _field_kind(name)
+            if kind is _KEEP:
+                fields.append((name, value))
+            elif kind is _LENGTH:
                 if not value.isdigit():
                     raise ValueError(f"the application's Content-Length is not a number: {value!r}")
                 length = int(value)
-            elif lower not in _SERVER_OWNED:
-                fields.append((name, value))
-        self.status, self.reason, self.headers, self.length = int(code), reason, fields, length
+            elif kind is _HOP:
+                raise ValueError(f"the application set the hop-by-hop header {name!r}")
+        self.status, self.reason, self.headers, self.length = status_code, phrase, fields, length
         return self.write
 
     def _response(self, body: Any = b"") -> Response:
@@ -408,6 +441,46 @@ class _Call:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+# What start_response does with a header field, by its name as the application
+# spelled it: kept, the framing's Content-Length, dropped (the server writes
+# it), or refused (hop-by-hop). For the names seen so far, up to 512.
+_KEEP, _LENGTH, _DROP, _HOP = "keep", "length", "drop", "hop"
+_FIELD_KINDS: dict[str, str] = {}
+# Status strings seen so far ("200 OK"), up to 512: their code, and their
+# reason phrase, or None for the standard one.
+_STATUSES: dict[str, tuple[int, str | None]] = {}
+_SEEN_MAX = 512
+
+
+def _field_kind(name: str) -> str:
+    lower = name.lower()
+    if lower in HOP_BY_HOP:
+        kind = _HOP
+    elif lower == "content-length":
+        kind = _LENGTH
+    elif lower in _SERVER_OWNED:
+        kind = _DROP
+    else:
+        kind = _KEEP
+    if len(_FIELD_KINDS) < _SEEN_MAX:
+        _FIELD_KINDS[name] = kind
+    return kind
+
+
+def _parse_status(status: object) -> tuple[int, str | None]:
+    if type(status) is not str:
+        raise TypeError(f"the WSGI status must be a str, not {type(status).__name__}")
+    code, _, reason = status.partition(" ")
+    if len(code) != 3 or not code.isdigit() or not reason:
+        raise ValueError(f"the WSGI status must be like '200 OK', not {status!r}")
+    status_code = int(code)
+    # The standard phrase: the status line made once serves (None).
+    parsed = status_code, None if _PHRASES.get(status_code) == reason else reason
+    if len(_STATUSES) < _SEEN_MAX:
+        _STATUSES[status] = parsed
+    return parsed
 
 
 def _gather(pieces: Iterator[Any], limit: int) -> tuple[list[bytes], bool]:

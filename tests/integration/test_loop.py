@@ -165,6 +165,61 @@ def test_call_soon_threadsafe_wakes_a_sleeping_loop(loop: Loop) -> None:
     loop.run()  # no timers, no I/O: only the wakeup can end this
 
 
+def test_call_soon_threadsafe_writes_no_wakeup_byte_while_the_loop_is_busy(loop: Loop) -> None:
+    sent: list[bytes] = []
+    real = loop._wakeup_w
+
+    class Counting:
+        def send(self, data: bytes) -> int:
+            sent.append(data)
+            return real.send(data)
+
+    loop._wakeup_w = Counting()  # type: ignore[assignment]
+    ran: list[int] = []
+    try:
+        # From a callback, i.e. while the loop runs its pass: queued, no byte;
+        # the next pass does not wait (the ready queue is not empty).
+        loop.call_soon(lambda: [loop.call_soon_threadsafe(ran.append, i) for i in range(3)])
+        loop.run_once()
+        loop.run_once()
+        assert ran == [0, 1, 2] and sent == []
+        # While it waits (as a thread sees it: _polling is set): one byte for
+        # several callbacks, and the wait ends.
+        loop._polling = True
+        for i in range(3, 6):
+            loop.call_soon_threadsafe(ran.append, i)
+        assert sent == [b"\0"]
+        loop._polling = False
+        loop.run_once()
+        assert ran == [0, 1, 2, 3, 4, 5]
+        # And from a thread while the loop really waits: the wait ends.
+        threading.Timer(0.05, loop.call_soon_threadsafe, args=(ran.append, 6)).start()
+        started = time.monotonic()
+        while len(ran) < 7 and time.monotonic() - started < 5:
+            loop.run_once()
+        assert ran[-1] == 6 and len(sent) == 2
+    finally:
+        loop._wakeup_w = real
+
+
+def test_call_before_wait_runs_once_after_the_pass_before_the_next_wait(loop: Loop) -> None:
+    order: list[str] = []
+
+    def handler() -> None:
+        order.append("callback")
+        loop.call_before_wait(lambda: order.append("before wait"))
+        loop.call_soon(order.append, "next pass")
+
+    loop.call_soon(handler)
+    loop.run_once()
+    assert order == ["callback"]
+    loop.run_once()  # the hook runs first, then the pass
+    assert order == ["callback", "before wait", "next pass"]
+    loop.call_soon(order.append, "again")  # something to do, so that the pass does not wait
+    loop.run_once()
+    assert order == ["callback", "before wait", "next pass", "again"]
+
+
 def test_signals_are_handled_between_events(loop: Loop) -> None:
     got: list[int] = []
     loop.add_signal_handler(signal.SIGUSR1, lambda signum: (got.append(signum), loop.stop()))

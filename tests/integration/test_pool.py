@@ -372,3 +372,61 @@ def test_a_stopped_server_with_pool_traffic_is_freed_by_reference_counting(gate:
             ours = [obj for obj in gc.garbage if _ours(obj)]
             gc.set_debug(0)
             assert not ours, f"only a garbage collection would free: {ours[:10]}"
+
+
+class _Owner:
+    """A connection's side of a handoff that only counts what comes back."""
+
+    def __init__(self) -> None:
+        self.failed: list[BaseException] = []
+
+    def pool_answer(self, handoff: object, response: object) -> None: ...
+
+    def pool_failed(self, handoff: object, exc: BaseException) -> None:
+        self.failed.append(exc)
+
+    def pool_resume_reading(self, handoff: object) -> None: ...
+
+
+def test_handoffs_submitted_in_one_pass_each_get_a_sleeping_worker_when_the_pass_ends() -> None:
+    from reactor.loop import Loop
+    from reactor.pool import Handoff, Pool
+
+    loop = Loop()
+    pool = Pool(threads=3, queue_count=8, stuck_s=30.0, loop=loop)
+    owner = _Owner()
+
+    def handoff(work: Callable[[Handoff], None]) -> Handoff:
+        return Handoff(owner, loop, work, "GET /", 65536, 5.0, 5.0)
+
+    release = threading.Event()
+    running: list[int] = []
+    try:
+        # Three workers, started for three handoffs that none finishes before
+        # all are in, then asleep.
+        go = threading.Event()
+        for _ in range(3):
+            assert pool.submit(handoff(lambda h: go.wait(10) and None))
+        go.set()
+        _until(lambda: pool.completed == 3 and len(pool._sleeping) == 3)
+        # Three more in one pass: none runs until the pass is over...
+
+        def blocking(handoff: Handoff) -> None:
+            running.append(1)
+            release.wait(10)
+
+        for _ in range(3):
+            assert pool.submit(handoff(blocking))
+        time.sleep(0.05)
+        assert running == [] and pool.queued == 3
+        # ...then each has a worker of its own, all three at once.
+        loop.call_later(0.01, lambda: None)  # the pass's wait ends by itself
+        loop.run_once()
+        _until(lambda: len(running) == 3)
+        assert pool.busy == 3 and pool.queued == 0
+        release.set()
+        _until(lambda: pool.completed == 6)
+    finally:
+        release.set()
+        pool.close(5.0)
+        loop.close()
