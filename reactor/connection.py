@@ -450,14 +450,6 @@ class Connection:
                 idle.arm(self)
             return
         self._idle.discard(self)
-        if state is READING_HEADERS and not self.parser.in_message:
-            # A new connection that has sent nothing: like an idle one, it
-            # waits in a shared queue and keeps no timer (see FirstBytes).
-            first = self.owner.first_bytes
-            first.waiting[self] = None
-            if not first.armed:
-                first.arm(self)
-            return
         config = self.config
         if state is READING_HEADERS or state is READING_BODY:
             if timer is None:
@@ -496,10 +488,15 @@ class Connection:
 
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
-        # The header deadline runs from here: at accept, or once a TLS
-        # handshake (which has its own deadline) is done.
+        # The header deadline runs from here, at accept. Until the first byte
+        # the connection waits, as an idle one does, in a shared queue, and
+        # keeps no timer (see FirstBytes); it leaves it at that byte, for good.
         self.entered = self.loop.now
-        self._sync_timer()
+        self._timer_armed_for = READING_HEADERS
+        first = self.owner.first_bytes
+        first.waiting[self] = None
+        if not first.armed:
+            first.arm(self)
 
     def data_received(self, data: bytes) -> None:
         state = self.state

@@ -232,3 +232,20 @@ def test_a_head_cut_short_keeps_the_deadline_from_accept(serve: Serve) -> None:
     assert response.status == 408
     assert time.monotonic() - start < 0.9
     sock.close()
+
+
+def test_empty_lines_before_a_request_do_not_move_the_header_deadline(serve: Serve) -> None:
+    server = serve(header_timeout_s=1.0)
+    first = connect(server.address)
+    start = time.monotonic()
+    time.sleep(0.7)
+    later = connect(server.address)  # silent, with a later deadline than the first's
+    for _ in range(2):  # RFC 9112 §2.2 lets them be ignored: no request has begun
+        time.sleep(0.1)
+        first.sendall(b"\r\n")
+    assert read_until_close(first) == b""  # closed at the deadline from its accept
+    assert time.monotonic() - start < 1.45
+    assert read_until_close(later) == b""
+    assert time.monotonic() - start >= 1.6
+    first.close()
+    later.close()
