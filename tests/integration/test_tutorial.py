@@ -169,7 +169,7 @@ def test_step6_times_a_slowloris_out(tmp_path: Path) -> None:
 
 
 def test_step6_regex_backtracks_and_step7_does_not(tmp_path: Path) -> None:
-    letters = 21  # 2**20 ways to split them: about a second of one core
+    letters = 21  # 2**20 ways to split them: 0.2 to 1 s of one core
     with running("step6_timeouts.py", tmp_path) as step:
         slow, answer = clients.header(step.port, letters)
         assert answer == b"HTTP/1.1 400 Bad Request"
@@ -180,7 +180,8 @@ def test_step6_regex_backtracks_and_step7_does_not(tmp_path: Path) -> None:
         long, answer = clients.header(step.port, letters * 100)
         assert answer == b"HTTP/1.1 400 Bad Request"
         assert clients.get(step.port, "/hello.txt") == (200, HELLO)
-    assert slow > 0.2 and slow > 10 * fast, (slow, fast)
+    # Ratios, not times: the same machine, the same input, two parsers.
+    assert slow > 10 * fast, (slow, fast)
     assert long < slow / 5, (long, slow)
 
 
