@@ -948,36 +948,25 @@ class Connection:
         body = response.body
         producer: Producer | None = None
         try:
-            if (
-                body.__class__ is bytes
-                and keep_alive
-                and request.version == "HTTP/1.1"
-                and status >= 200
-                and status not in {204, 304}
-            ):
-                # The common answer: bytes framed by their length, kept alive.
-                framing = LENGTH
-                head = encode_head(response, len(body), keep_alive=True)
+            if body.__class__ is bytes:
+                length: int | None = len(body)
             else:
-                if body.__class__ is bytes:
-                    length: int | None = len(body)
+                producer = producer_for(body)  # TypeError for a body it cannot send
+                if producer is None:
+                    length = len(body)
                 else:
-                    producer = producer_for(body)  # TypeError for a body it cannot send
-                    if producer is None:
-                        length = len(body)
-                    else:
-                        body = b""
-                        length = producer.length
-                framing = frame(status, request.version, length)
-                if framing is CLOSE:
-                    keep_alive = False  # RFC 9112 §6.3: the body ends when we close
-                head = encode_head(
-                    response,
-                    length if framing is LENGTH else None,
-                    keep_alive=keep_alive,
-                    http10_keep_alive=keep_alive and request.version == "HTTP/1.0",
-                    chunked=framing is CHUNKED,
-                )
+                    body = b""
+                    length = producer.length
+            framing = frame(status, request.version, length)
+            if framing is CLOSE:
+                keep_alive = False  # RFC 9112 §6.3: the body ends when we close
+            head = encode_head(
+                response,
+                length if framing is LENGTH else None,
+                keep_alive=keep_alive,
+                http10_keep_alive=keep_alive and request.version == "HTTP/1.0",
+                chunked=framing is CHUNKED,
+            )
         except Exception as exc:
             return self._bad_response(request, response, producer, exc)
         if framing is NONE or request.method == "HEAD":
