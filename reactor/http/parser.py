@@ -136,7 +136,7 @@ class RequestParser:
         "_counted",
         "eof",
         "_error",
-        "_line",
+        "_head",
         "body_sink",
     )
 
@@ -159,7 +159,7 @@ class RequestParser:
         #: Whether the peer has closed its sending side (read it; the parser sets it).
         self.eof = False
         self._error: ProtocolError | None = None
-        self._line: str | None = None  # this cycle's head, once its request line matched
+        self._head: str | None = None  # this cycle's head, once its request line matched
         #: Set, it takes each piece of the body as it is parsed (a streamed
         #: body: reactor/pool.py), and ``request.body`` stays empty.
         self.body_sink: Callable[[bytes], object] | None = None
@@ -214,7 +214,7 @@ class RequestParser:
             raise RuntimeError(f"can't start a new cycle while reading the {self._phase.value}")
         self._phase = _HEAD
         self._request = None
-        self._line = None
+        self._head = None
         return len(self._buf) > self._pos
 
     def take_rest(self) -> bytes:
@@ -246,7 +246,7 @@ class RequestParser:
             self._phase = _ERROR
             self._error = exc
             # The request line, if it matched: the first line of the head.
-            exc.request_line = None if self._line is None else self._line.partition("\r\n")[0]
+            exc.request_line = None if self._head is None else self._head.partition("\r\n")[0]
             raise
 
     def _consume(self, n: int) -> None:
@@ -315,7 +315,7 @@ class RequestParser:
         )
         if match is not None:
             method, target, major, minor, block = match.groups()
-            self._line = text
+            self._head = text
             if major != "1" or minor not in {"1", "0"}:
                 raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
             framing = FRAMING_FIELDS_RE.findall(block)
@@ -430,7 +430,7 @@ class RequestParser:
         if match is None:
             raise _request_line_error(line)
         method, target, major, minor = match.groups()
-        self._line = text
+        self._head = text
         if major != "1" or minor not in {"1", "0"}:
             raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
         fields: list[tuple[str, str]] = []
