@@ -263,6 +263,14 @@ class KeepAlive:
         """When ``connection``, waiting here, times out (the loop's clock)."""
         return connection.entered + connection.config.keepalive_timeout_s
 
+    def add(self, connection: Connection) -> None:
+        """``connection`` begins to wait: at the end, its deadline the latest."""
+        waiting = self.waiting
+        waiting.pop(connection, None)
+        waiting[connection] = None
+        if not self.armed:
+            self.arm(connection)
+
     def arm(self, connection: Connection) -> None:
         """Arm the timer for ``connection``, which began to wait with no timer armed."""
         timer = self._timer
@@ -442,6 +450,7 @@ class Connection:
             if timer is not None:
                 timer.release()
                 self._timer = None
+            # KeepAlive.add(self), inline: every kept-alive request comes here.
             idle = self._idle
             waiting = idle.waiting
             waiting.pop(self, None)  # to the end: its deadline is now the latest
@@ -493,10 +502,7 @@ class Connection:
         # keeps no timer (see FirstBytes); it leaves it at that byte, for good.
         self.entered = self.loop.now
         self._timer_armed_for = READING_HEADERS
-        first = self.owner.first_bytes
-        first.waiting[self] = None
-        if not first.armed:
-            first.arm(self)
+        self.owner.first_bytes.add(self)
 
     def data_received(self, data: bytes) -> None:
         state = self.state
