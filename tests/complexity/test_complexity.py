@@ -41,6 +41,7 @@ from reactor.http.cookies import parse_cookie_header
 from reactor.http.errors import HTTPError, ProtocolError
 from reactor.http.fields import parse_urlencoded
 from reactor.http.parser import Event, RequestParser
+from reactor.proxy import FORWARDING_FIELDS
 from tests.complexity.measure import MAX_RATIO, growth
 
 
@@ -523,7 +524,37 @@ HEADER_VALUE_CASES = [
     ),
 ]
 
-CASES = PARSER_CASES + QUERY_CASES + STATIC_CASES + ROUTE_CASES + HEADER_VALUE_CASES
+# -- the fields of a head matched whole: kept as their block until read --------------
+# Headers.has_any searches the unsplit block (near misses of the forwarding
+# names on every line, the worst case for that search), and the first read
+# splits it.
+
+
+def forwarded_and_count(data: bytes) -> tuple[bool, int]:
+    headers = request_for(data).headers
+    return headers.has_any(FORWARDING_FIELDS), len(headers.items())
+
+
+HEADER_BLOCK_CASES = [
+    Case(
+        "block-near-miss-names",
+        500,
+        lambda n, root: START + b"X-Forwarded-Fo: a\r\n" * n + b"\r\n",
+        forwarded_and_count,
+        lambda n: (False, n + 1),
+        reps=8,
+    ),
+    Case(
+        "block-long-value",
+        8000,
+        lambda n, root: START + b"X: " + b"x-forwarded-for:" * n + b"\r\n\r\n",
+        forwarded_and_count,
+        lambda n: (False, 2),
+        reps=8,
+    ),
+]
+
+CASES = PARSER_CASES + QUERY_CASES + STATIC_CASES + ROUTE_CASES + HEADER_VALUE_CASES + HEADER_BLOCK_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
