@@ -25,6 +25,11 @@ costs on top of ``full``, where the log is off.
 ``close``: a new connection for each GET (``Connection: close``): the
 server's accept, answer and close, the client's connect and close.
 
+``--idle N`` (with ``full``, ``full-log``, ``post`` and ``pipelined``) first
+opens N keep-alive connections on the same loop, each sent one GET and
+answered, and leaves them idle: what holding them adds to each request
+(``docs/wsgi.md``, "Measured"; it is the difference against ``--idle 0``).
+
 When ``floor`` is measured with other paths, each is also given as a multiple
 of it. ``--out FILE`` writes the figures as JSON (``docs/instructions.json`` is
 the one ``docs/benchmarks.md`` shows); with ``--step CHANGE`` the figures are
@@ -76,6 +81,8 @@ DESCRIPTIONS = {
     "close": "a GET with `Connection: close` on a new connection: accept, answer, close",
 }
 PATHS = tuple(DESCRIPTIONS)
+#: The paths through a :class:`~reactor.connection.Connection`, which ``--idle`` applies to.
+IDLE_PATHS = ("full", "full-log", "post", "pipelined")
 
 
 def _floor() -> tuple[Callable[[], None], socket.socket]:
@@ -124,8 +131,12 @@ def run_parse(count: int) -> int:
     return answered
 
 
-def _connection(access_log: bool = False) -> tuple[Callable[[], None], socket.socket]:
-    """reactor's :class:`Connection` on one end of a socket pair: one loop pass, and the other end."""
+def _connection(access_log: bool = False, idle: int = 0) -> tuple[Callable[[], None], socket.socket]:
+    """reactor's :class:`Connection` on one end of a socket pair: one loop pass, and the other end.
+
+    With ``idle``, that many other connections are on the same server first,
+    each answered once and then idle (their client ends are kept open).
+    """
     from loadtests.hello import app
     from reactor import Config, Server
     from reactor.connection import Connection
@@ -140,14 +151,41 @@ def _connection(access_log: bool = False) -> tuple[Callable[[], None], socket.so
         handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (open for the run)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logging.getLogger("reactor.access").handlers[:] = [handler]
-    config = Config(port=0, access_log=access_log)
+    # Long enough a keep-alive that no idle connection leaves during the run.
+    config = Config(port=0, access_log=access_log, max_connections=idle + 16, keepalive_timeout_s=3600)
     server = Server(app, config)
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    connection = Connection(("127.0.0.1", 1), server.loop, config, app, server)
-    server.connections[connection] = None
-    Transport(ours, server.loop, config, server, connection).start()
-    return server.loop.run_once, theirs
+
+    def connect() -> socket.socket:
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        connection = Connection(("127.0.0.1", 1), server.loop, config, app, server)
+        server.connections[connection] = None
+        Transport(ours, server.loop, config, server, connection).start()
+        return theirs
+
+    # The idle ones: each sends one GET and reads its answer, then stays open.
+    idle_clients = [connect() for _ in range(idle)]
+    for client in idle_clients:
+        client.send(REQUEST)
+        client.setblocking(False)
+    waiting = idle_clients
+    while waiting:
+        server.loop.call_soon(int)  # a pass that never waits in the poll, even with all answered
+        server.loop.run_once()
+        still = []
+        for client in waiting:
+            try:
+                if not client.recv(65536).endswith(HELLO):
+                    raise RuntimeError("an idle connection's answer was cut")
+            except BlockingIOError:
+                still.append(client)
+        waiting = still
+    _IDLE_CLIENTS[:] = idle_clients
+    return server.loop.run_once, connect()
+
+
+#: The client ends of ``--idle``'s connections, open until the process exits.
+_IDLE_CLIENTS: list[socket.socket] = []
 
 
 def _exchange(
@@ -213,23 +251,23 @@ def run_floor(count: int) -> int:
     return _exchange(_floor(), count, REQUEST, 1, HELLO)
 
 
-def run_full(count: int) -> int:
-    return _exchange(_connection(), count, REQUEST, 1, HELLO)
+def run_full(count: int, idle: int = 0) -> int:
+    return _exchange(_connection(idle=idle), count, REQUEST, 1, HELLO)
 
 
-def run_full_log(count: int) -> int:
-    return _exchange(_connection(access_log=True), count, REQUEST, 1, HELLO)
+def run_full_log(count: int, idle: int = 0) -> int:
+    return _exchange(_connection(access_log=True, idle=idle), count, REQUEST, 1, HELLO)
 
 
-def run_post(count: int) -> int:
-    return _exchange(_connection(), count, POST, 1, BODY)
+def run_post(count: int, idle: int = 0) -> int:
+    return _exchange(_connection(idle=idle), count, POST, 1, BODY)
 
 
-def run_pipelined(count: int) -> int:
-    return _exchange(_connection(), count, REQUEST, DEPTH, HELLO)
+def run_pipelined(count: int, idle: int = 0) -> int:
+    return _exchange(_connection(idle=idle), count, REQUEST, DEPTH, HELLO)
 
 
-RUNS: dict[str, Callable[[int], int]] = {
+RUNS: dict[str, Callable[..., int]] = {
     "floor": run_floor,
     "parse": run_parse,
     "full": run_full,
@@ -240,8 +278,8 @@ RUNS: dict[str, Callable[[int], int]] = {
 }
 
 
-def collected(path: str, count: int) -> int:
-    """Instructions callgrind counts for one run of ``count`` requests."""
+def collected(path: str, count: int, idle: int = 0) -> int:
+    """Instructions callgrind counts for one run of ``count`` requests (``idle``: see ``--idle``)."""
     python = os.path.realpath(sys.executable)  # not a shell shim: valgrind must see python
     result = subprocess.run(
         [
@@ -253,6 +291,7 @@ def collected(path: str, count: int) -> int:
             "--run",
             path,
             str(count),
+            *(["--idle", str(idle)] if idle else []),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -282,7 +321,9 @@ def _paths(text: str) -> list[str]:
     return [name for name in PATHS if name in names]
 
 
-def _report(figures: dict[str, int], argv: list[str] | None, steps: list[dict[str, Any]]) -> dict[str, Any]:
+def _report(
+    figures: dict[str, int], argv: list[str] | None, steps: list[dict[str, Any]], idle: int = 0
+) -> dict[str, Any]:
     """The figures and what they depend on, for ``--out`` (``docs/benchmarks.md`` shows them),
     and ``steps``: the figures after each change to the hot path, oldest first."""
     from loadtests.bench.servers import reactor_fingerprint
@@ -297,6 +338,7 @@ def _report(figures: dict[str, int], argv: list[str] | None, steps: list[dict[st
         "git": output("git", "describe", "--always", "--dirty"),
         "reactor_sources_sha256": reactor_fingerprint(ROOT),
         "requests": [LOW, HIGH],
+        "idle_connections": idle,
         "descriptions": {path: DESCRIPTIONS[path] for path in figures},
         "instructions_per_request": figures,
         "steps": steps,
@@ -317,19 +359,31 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CHANGE",
         help="with --out: also add these figures to the file's list of steps, as what CHANGE made them",
     )
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"first open N idle keep-alive connections on the same loop ({', '.join(IDLE_PATHS)})",
+    )
     parser.add_argument("--run", nargs=2, metavar=("PATH", "COUNT"), help="run one loop, without callgrind")
     args = parser.parse_args(argv)
+    if args.idle < 0:
+        parser.error("--idle must be 0 or more")
+    chosen = [args.run[0]] if args.run else args.path
+    if args.idle and any(path not in IDLE_PATHS for path in chosen):
+        parser.error(f"--idle applies to {', '.join(IDLE_PATHS)} only")
     sys.path.insert(0, str(ROOT))  # this checkout's reactor and loadtests, whoever runs the script
     if args.run:
         path, count = args.run[0], int(args.run[1])
-        answered = RUNS[path](count)
+        answered = RUNS[path](count, args.idle) if args.idle else RUNS[path](count)
         print(f"{path}: {answered} of {count} requests answered")
         return 0 if answered == count else 1
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     figures: dict[str, int] = {}
     for path in args.path:
-        figures[path] = per_request(collected(path, LOW), collected(path, HIGH))
+        figures[path] = per_request(collected(path, LOW, args.idle), collected(path, HIGH, args.idle))
         floor = figures.get("floor")
         times = f" ({figures[path] / floor:.2f}x floor)" if floor and path != "floor" else ""
         print(f"{path}: {figures[path]:,} instructions per request{times}", flush=True)
@@ -340,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = json.loads(args.out.read_text()).get("steps", []) if args.out.exists() else []
         if args.step:
             steps.append({"change": args.step, "instructions_per_request": figures})
-        args.out.write_text(json.dumps(_report(figures, argv, steps), indent=2) + "\n")
+        args.out.write_text(json.dumps(_report(figures, argv, steps, args.idle), indent=2) + "\n")
     return 0
 
 
