@@ -25,6 +25,7 @@ from loadtests.bench.servers import CHART_MODULES, REFERENCE, SERVERS, SUBJECT, 
 from loadtests.bench.static import GOAL_CPU, GOAL_THROUGHPUT, STATIC_CONNECTIONS
 from loadtests.bench.wrk import ALL_WORKLOADS, WORKLOADS
 from loadtests.tls_bench import markdown as tls_markdown
+from loadtests.wsgi_bench import markdown as wsgi_markdown
 
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
 IMG_DIR = ROOT / "docs" / "img"
@@ -32,6 +33,8 @@ IMG_DIR = ROOT / "docs" / "img"
 INSTRUCTIONS_JSON = "instructions.json"
 #: What ``loadtests/tls_bench.py --out docs/tls-bench.json`` wrote: the page's TLS section.
 TLS_JSON = "tls-bench.json"
+#: What ``loadtests/wsgi_bench.py --out docs/wsgi-bench.json`` wrote: the page's WSGI section.
+WSGI_JSON = "wsgi-bench.json"
 
 
 #: The goals of the issue: reactor over uvicorn-uvloop (CPU per keep-alive request,
@@ -168,9 +171,11 @@ def render_docs(
     charts: Sequence[str],
     instructions: dict[str, Any] | None = None,
     tls: dict[str, Any] | None = None,
+    wsgi: dict[str, Any] | None = None,
 ) -> str:
-    """The markdown page for a results file (and the instruction counts and
-    TLS figures of ``loadtests/tls_bench.py``, if given)."""
+    """The markdown page for a results file (and the instruction counts, the
+    TLS figures of ``loadtests/tls_bench.py`` and the WSGI figures of
+    ``loadtests/wsgi_bench.py``, if given)."""
     machine, versions, args = report["machine"], report["machine"]["versions"], report["args"]
     med = {(m["server"], m["workload"]): m for m in report["medians"]}
     runs: list[dict[str, Any]] = report["runs"]
@@ -423,6 +428,8 @@ def render_docs(
 
     if tls:
         lines += tls_markdown(tls)
+    if wsgi:
+        lines += wsgi_markdown(wsgi)
     lines += _instructions_section(instructions)
     lines += ["## Notes on the peers", "", *_peer_notes(report), ""]
     lines += ["## What stands in the way", "", *_counted(instructions), *_obstacles(report, goals), ""]
@@ -801,8 +808,10 @@ def write_docs(json_path: Path, page: Path, venv_dir: Path) -> None:
     instructions = json.loads(instructions_path.read_text()) if instructions_path.exists() else None
     tls_path = page.parent / TLS_JSON
     tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
+    wsgi_path = page.parent / WSGI_JSON
+    wsgi = json.loads(wsgi_path.read_text()) if wsgi_path.exists() else None
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_docs(report, json_path, charts, instructions, tls))
+    page.write_text(render_docs(report, json_path, charts, instructions, tls, wsgi))
     progress(f"wrote {page} and {len(charts)} chart(s) in {img_dir}")
 
 

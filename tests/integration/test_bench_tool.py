@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.bench.measurement import listening_ports, wait_listening
-from loadtests.bench.page import CHARTS, INSTRUCTIONS_JSON, TLS_JSON, render_docs
+from loadtests.bench.page import CHARTS, INSTRUCTIONS_JSON, TLS_JSON, WSGI_JSON, render_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,9 @@ def test_the_benchmarks_page_is_what_its_results_file_makes() -> None:
     instructions = json.loads(instructions_path.read_text()) if instructions_path.exists() else None
     tls_path = docs / TLS_JSON
     tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
-    page = render_docs(report, docs / "benchmarks.json", CHARTS, instructions, tls)
+    wsgi_path = docs / WSGI_JSON
+    wsgi = json.loads(wsgi_path.read_text()) if wsgi_path.exists() else None
+    page = render_docs(report, docs / "benchmarks.json", CHARTS, instructions, tls, wsgi)
     assert page == (docs / "benchmarks.md").read_text(), (
         "docs/benchmarks.md differs from what docs/benchmarks.json makes: "
         "re-make it with python3 -m loadtests.bench --report docs/benchmarks.json"
@@ -80,3 +82,35 @@ def test_the_workloads_the_benchmark_is_run_with_are_known() -> None:
     assert PIPELINE_DEPTH == 16
     with pytest.raises(SystemExit):
         parse_args(["--workloads", "keepalive,nosuch"])
+
+
+def test_paired_runs_are_divided_pair_by_pair_and_summed_up_by_median_and_range() -> None:
+    from loadtests.wsgi_bench import paired_line, paired_ratios
+
+    def run(p99: float, rps: float) -> dict[str, float]:
+        return {
+            "p99_ms": p99,
+            "p50_ms": 4.0,
+            "requests_per_s": rps,
+            "cpu_us_per_request": 80.0,
+            "user_us_per_request": 60.0,
+            "system_us_per_request": 20.0,
+        }
+
+    loaded = [run(12.0, 900.0), run(6.0, 1000.0), run(9.0, 1100.0)]
+    bare = [run(6.0, 1000.0), run(6.0, 1000.0), run(10.0, 1000.0)]
+    ratios = paired_ratios(loaded, bare)
+    assert ratios["p99_ms"] == {"median": 1.0, "min": 0.9, "max": 2.0}
+    assert ratios["requests_per_s"] == {"median": 1.0, "min": 0.9, "max": 1.1}
+    assert ratios["p50_ms"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    assert paired_line(ratios).startswith(
+        "p99 1.00x (0.90-2.00), p50 1.00x (1.00-1.00), req/s 1.00x (0.90-1.10)"
+    )
+
+
+def test_paired_runs_need_idle_connections_to_compare() -> None:
+    from loadtests.wsgi_bench import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--paired", "4", "--idle", "0"])
+    assert exited.value.code == 2
