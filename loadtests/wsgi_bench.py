@@ -277,7 +277,7 @@ def paired_line(ratios: dict[str, dict[str, float]]) -> str:
     )
 
 
-def table(results: dict[str, dict[str, Any]], idle: int) -> str:
+def table(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| server | path | req/s | CPU µs/req | p99 ms | p99 ms, idle open | req/s, idle open | errors |",
         "|---|---|---|---|---|---|---|---|",
@@ -383,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     merged = median_results(rounds) if len(rounds) > 1 else rounds[0]
-    print(table(merged, args.idle))
+    print(table(merged))
     for line in ratios(rounds):
         print(line)
     if args.out is not None:
@@ -495,7 +495,7 @@ def markdown(data: dict[str, Any]) -> list[str]:
             f"{run['python']}; load average {run['load_average'][0]:.1f} when it ended. Medians of "
             f"{len(data['rounds'])} round(s):",
             "",
-            *table(data["medians"], 1).splitlines(),
+            *table(data["medians"]).splitlines(),
             "",
             *(f"- {line}" for line in ratios(data["rounds"])),
             "",
