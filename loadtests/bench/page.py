@@ -24,6 +24,7 @@ from loadtests.bench.report import python_costs
 from loadtests.bench.servers import CHART_MODULES, REFERENCE, SERVERS, SUBJECT, has_modules, venv_python
 from loadtests.bench.static import GOAL_CPU, GOAL_THROUGHPUT, STATIC_CONNECTIONS
 from loadtests.bench.wrk import ALL_WORKLOADS, WORKLOADS
+from loadtests.floor_bench import markdown as floor_markdown
 from loadtests.tls_bench import markdown as tls_markdown
 from loadtests.wsgi_bench import markdown as wsgi_markdown
 
@@ -35,6 +36,8 @@ INSTRUCTIONS_JSON = "instructions.json"
 TLS_JSON = "tls-bench.json"
 #: What ``loadtests/wsgi_bench.py --out docs/wsgi-bench.json`` wrote: the page's WSGI section.
 WSGI_JSON = "wsgi-bench.json"
+#: What ``loadtests/floor_bench.py --out docs/floor-bench.json`` wrote: the floor under wrk.
+FLOOR_JSON = "floor-bench.json"
 
 
 #: The goals of the issue: reactor over uvicorn-uvloop (CPU per keep-alive request,
@@ -172,10 +175,12 @@ def render_docs(
     instructions: dict[str, Any] | None = None,
     tls: dict[str, Any] | None = None,
     wsgi: dict[str, Any] | None = None,
+    floor: dict[str, Any] | None = None,
 ) -> str:
     """The markdown page for a results file (and the instruction counts, the
-    TLS figures of ``loadtests/tls_bench.py`` and the WSGI figures of
-    ``loadtests/wsgi_bench.py``, if given)."""
+    TLS figures of ``loadtests/tls_bench.py``, the WSGI figures of
+    ``loadtests/wsgi_bench.py`` and the floor's of ``loadtests/floor_bench.py``,
+    if given)."""
     machine, versions, args = report["machine"], report["machine"]["versions"], report["args"]
     med = {(m["server"], m["workload"]): m for m in report["medians"]}
     runs: list[dict[str, Any]] = report["runs"]
@@ -433,6 +438,8 @@ def render_docs(
     lines += _instructions_section(instructions)
     lines += ["## Notes on the peers", "", *_peer_notes(report), ""]
     lines += ["## What stands in the way", "", *_counted(instructions), *_obstacles(report, goals), ""]
+    if floor:
+        lines += floor_markdown(floor)
     return "\n".join(lines)
 
 
@@ -810,8 +817,10 @@ def write_docs(json_path: Path, page: Path, venv_dir: Path) -> None:
     tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
     wsgi_path = page.parent / WSGI_JSON
     wsgi = json.loads(wsgi_path.read_text()) if wsgi_path.exists() else None
+    floor_path = page.parent / FLOOR_JSON
+    floor = json.loads(floor_path.read_text()) if floor_path.exists() else None
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_docs(report, json_path, charts, instructions, tls, wsgi))
+    page.write_text(render_docs(report, json_path, charts, instructions, tls, wsgi, floor))
     progress(f"wrote {page} and {len(charts)} chart(s) in {img_dir}")
 
 
