@@ -11,8 +11,8 @@ on three servers, each pinned to core 0 and wrk to core 1, taking turns for
 ``--rounds`` rounds: reactor (``loadtests/hello.py``), uvicorn-uvloop
 (``loadtests/peers/asgi_hello.py``) and the floor
 (``loadtests/peers/floor_hello.py``: a bare ``selectors`` loop that finds the
-end of each head and sends a fixed answer, which no server that parses
-anything can beat). For each: requests/s and the server's CPU a request (user
+end of each head and sends a fixed answer: the least Python a server must run
+for a request). For each: requests/s and the server's CPU a request (user
 and system, from ``/proc``), medians of the rounds; then the ratios the goals
 are about, for reactor and for the floor. The floor bounds the user time a
 request needs in pure Python; with ``Connection: close`` the limit is wrk, which
@@ -90,7 +90,7 @@ def markdown(data: dict[str, Any]) -> list[str]:
         "",
         "`loadtests/floor_bench.py` runs reactor, uvicorn-uvloop and the floor "
         "(`loadtests/peers/floor_hello.py`, a bare `selectors` loop that finds the end of each head and "
-        "sends a fixed answer: the least any server in pure Python can do) under the same wrk "
+        "sends a fixed answer: the least Python any server must run for a request) under the same wrk "
         f"workloads, taking turns: `{' '.join(data['command'])}`, {data['date']}, reactor at "
         f"`{data['git']}`. Medians of {data['rounds']} rounds:",
         "",

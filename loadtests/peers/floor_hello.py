@@ -1,4 +1,4 @@
-"""The least an HTTP server in pure Python can do: a bare ``selectors`` loop.
+"""The least Python an HTTP server must run for a request: a bare ``selectors`` loop.
 
 Run: ``python -m loadtests.peers.floor_hello --port 0`` (it prints the port it got).
 
