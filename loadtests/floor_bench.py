@@ -24,18 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loadtests.bench import LOADTESTS, ROOT, progress
-from loadtests.bench.measurement import CLK_TCK, cpu_ticks
+from loadtests.bench.report import run_about
+from loadtests.bench.rounds import measure
 from loadtests.bench.servers import HOST, SERVERS, Env, ServerDef, ensure_venv, running
-from loadtests.bench.wrk import WORKLOADS, parse_wrk, run_wrk, wrk_argv
+from loadtests.bench.wrk import WORKLOADS
 
 
 def _floor_command(env: Env) -> list[str]:
@@ -50,19 +49,14 @@ CHOSEN = ("reactor", "floor", PEER)
 MEASURED = ("keepalive", "close")
 
 
-def measure(port: int, pid: int, workload: str, duration_s: int) -> dict[str, float]:
-    """One wrk run after a 1 s warm-up: requests/s and the server's CPU a request."""
-    run_wrk(wrk_argv(WORKLOADS[workload], port, 1, None), 1)
-    user_before, system_before = cpu_ticks(pid)
-    result = parse_wrk(run_wrk(wrk_argv(WORKLOADS[workload], port, duration_s, None), duration_s))
-    user_after, system_after = cpu_ticks(pid)
-    per_request = 1e6 / CLK_TCK / result.requests
-    return {
-        "requests_per_s": result.requests_per_s,
-        "user_us_per_request": (user_after - user_before) * per_request,
-        "system_us_per_request": (system_after - system_before) * per_request,
-        "cpu_us_per_request": (user_after - user_before + system_after - system_before) * per_request,
-    }
+#: What is kept of each of the bench's measurements (loadtests/bench/rounds.py).
+FIELDS = (
+    "requests_per_s",
+    "cpu_us_per_request",
+    "user_us_per_request",
+    "system_us_per_request",
+    "wrk_cpu_percent",
+)
 
 
 def summary(medians: dict[str, dict[str, dict[str, float]]]) -> list[str]:
@@ -138,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             with running(servers[name], env, log_dir) as process:
                 process.wait_ready()
                 for workload in MEASURED:
-                    figures = measure(process.port, process.pid, workload, args.duration)
+                    # The bench's own measurement: a 1 s warm-up, then the run.
+                    measured = measure(process, WORKLOADS[workload], args.duration, number + 1, {}, 0.0)
+                    figures = {field: getattr(measured, field) for field in FIELDS}
                     runs[name][workload].append(figures)
                     progress(f"round {number + 1}: {name} {workload}: {figures}")
     medians = {
@@ -155,15 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = summary(medians)
     print("\n".join(lines))
     if args.out is not None:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        about = {
-            "command": ["python", "-m", "loadtests.floor_bench", *(sys.argv[1:] if argv is None else argv)],
-            "date": time.strftime("%Y-%m-%d"),
-            "git": described.stdout.strip(),
-            "rounds": max(1, args.rounds),
-        }
+        about = {**run_about("loadtests.floor_bench", argv), "rounds": max(1, args.rounds)}
         report = {**about, "medians": medians, "runs": runs, "summary": lines}
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0

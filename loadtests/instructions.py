@@ -63,11 +63,6 @@ POST = (
 )
 DEPTH = 16
 HELLO = b"Hello, World!"
-#: What the floor answers: a response head of the size of reactor's, and the body.
-FLOOR_RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nServer: reactor\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n"
-    b"Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n" + HELLO
-)
 #: The two run lengths, in requests; multiples of :data:`DEPTH`.
 LOW, HIGH = 2000, 4000
 #: Every path, in the order they are measured and shown, and what it runs.
@@ -92,6 +87,8 @@ def _floor() -> tuple[Callable[[], None], socket.socket]:
     fixed answer: no parse, no routing, no state, no timers (one request a read,
     as in ``full``).
     """
+    from loadtests.peers.floor_hello import KEEP_ALIVE  # the same answer as the floor under wrk
+
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     selector = selectors.DefaultSelector()
@@ -102,7 +99,7 @@ def _floor() -> tuple[Callable[[], None], socket.socket]:
         end = buffer.find(b"\r\n\r\n")
         if end >= 0:
             del buffer[: end + 4]
-            ours.send(FLOOR_RESPONSE)
+            ours.send(KEEP_ALIVE)
 
     def run_once() -> None:
         for key, _mask in selector.select():

@@ -46,10 +46,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,15 +58,8 @@ from typing import Any
 from loadtests.bench import LOADTESTS, ROOT, progress
 from loadtests.bench.idle import open_idle
 from loadtests.bench.measurement import CLK_TCK, cpu_ticks
-from loadtests.bench.servers import (
-    Env,
-    ServerDef,
-    ServerProcess,
-    ensure_venv,
-    http_request,
-    reactor_fingerprint,
-    running,
-)
+from loadtests.bench.report import run_about
+from loadtests.bench.servers import Env, ServerDef, ServerProcess, ensure_venv, http_request, running
 from loadtests.bench.wrk import Workload, parse_wrk, run_wrk, wrk_argv
 
 APP = "loadtests.peers.flask_hello:app"
@@ -387,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in ratios(rounds):
         print(line)
     if args.out is not None:
-        _write(args.out, {"medians": merged, "rounds": rounds, "run": _about(argv)})
+        about = run_about("loadtests.wsgi_bench", argv)
+        _write(args.out, {"medians": merged, "rounds": rounds, "run": about})
     return 0
 
 
@@ -440,7 +432,7 @@ def _main_paired(
                     f"{pairs}: {paired_line(result[path]['ratios'])}"
                 )
     if args.out is not None:
-        about = _about(argv)
+        about = run_about("loadtests.wsgi_bench", argv)
         # Keyed by server and idle count: a run with fewer connections (for a server
         # that cannot hold the rest) keeps the others' figures.
         done = {
@@ -450,22 +442,6 @@ def _main_paired(
         old = json.loads(args.out.read_text()).get("paired", {}) if args.out.exists() else {}
         _write(args.out, {"paired": {**old, **done}})
     return 0
-
-
-def _about(argv: Sequence[str] | None) -> dict[str, Any]:
-    """What a run was: its command, when, the code and the machine's load after it."""
-    described = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    return {
-        "command": ["python", "-m", "loadtests.wsgi_bench", *(argv if argv is not None else sys.argv[1:])],
-        "date": time.strftime("%Y-%m-%d"),
-        "git": described.stdout.strip(),
-        # Which reactor ran, whatever else the checkout had uncommitted.
-        "reactor_sources_sha256": reactor_fingerprint(ROOT),
-        "python": platform.python_version(),
-        "load_average": list(os.getloadavg()),
-    }
 
 
 def _write(out: Path, fields: dict[str, Any]) -> None:

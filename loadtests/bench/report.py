@@ -13,6 +13,8 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +140,20 @@ def ratios(summaries: Sequence[Summary]) -> list[Ratio]:
 
 
 # -- the machine -------------------------------------------------------------
+
+
+def run_about(module: str, argv: Sequence[str] | None) -> dict[str, Any]:
+    """What a run of ``python -m MODULE`` was, for its JSON: the command, the
+    day, the checkout and the reactor sources it ran, and the load after it."""
+    return {
+        "command": ["python", "-m", module, *(sys.argv[1:] if argv is None else argv)],
+        "date": time.strftime("%Y-%m-%d"),
+        "git": _first_line(["git", "describe", "--always", "--dirty"]),
+        # Which reactor ran, whatever else the checkout had uncommitted.
+        "reactor_sources_sha256": reactor_fingerprint(ROOT),
+        "python": platform.python_version(),
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def _first_line(argv: list[str], cwd: Path = ROOT) -> str:
