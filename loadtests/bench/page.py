@@ -790,6 +790,15 @@ def _close_obstacle(med: dict[tuple[str, str], dict[str, Any]], runs: Sequence[d
     ]
 
 
+def sections(docs: Path) -> tuple[dict[str, Any] | None, ...]:
+    """The other tools' results in ``docs`` that :func:`render_docs` takes after the
+    charts, in its order (instructions, TLS, WSGI, floor); None for a file not there."""
+    return tuple(
+        json.loads((docs / name).read_text()) if (docs / name).exists() else None
+        for name in (INSTRUCTIONS_JSON, TLS_JSON, WSGI_JSON, FLOOR_JSON)
+    )
+
+
 def write_docs(json_path: Path, page: Path, venv_dir: Path) -> None:
     """Write ``page`` (and its charts in docs/img/) from the results file ``json_path``."""
     report = json.loads(json_path.read_text())
@@ -811,16 +820,8 @@ def write_docs(json_path: Path, page: Path, venv_dir: Path) -> None:
         charts = [Path(line).name for line in done.stdout.splitlines() if line.endswith(".png")]
     else:
         progress(f"no matplotlib in {venv_dir}: no charts (run a benchmark once to install it)")
-    instructions_path = page.parent / INSTRUCTIONS_JSON
-    instructions = json.loads(instructions_path.read_text()) if instructions_path.exists() else None
-    tls_path = page.parent / TLS_JSON
-    tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
-    wsgi_path = page.parent / WSGI_JSON
-    wsgi = json.loads(wsgi_path.read_text()) if wsgi_path.exists() else None
-    floor_path = page.parent / FLOOR_JSON
-    floor = json.loads(floor_path.read_text()) if floor_path.exists() else None
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render_docs(report, json_path, charts, instructions, tls, wsgi, floor))
+    page.write_text(render_docs(report, json_path, charts, *sections(page.parent)))
     progress(f"wrote {page} and {len(charts)} chart(s) in {img_dir}")
 
 

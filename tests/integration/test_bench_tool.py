@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.bench.measurement import listening_ports, wait_listening
-from loadtests.bench.page import CHARTS, FLOOR_JSON, INSTRUCTIONS_JSON, TLS_JSON, WSGI_JSON, render_docs
+from loadtests.bench.page import CHARTS, render_docs, sections
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,15 +54,7 @@ def test_a_process_that_exits_without_listening_is_reported() -> None:
 def test_the_benchmarks_page_is_what_its_results_file_makes() -> None:
     docs = ROOT / "docs"
     report = json.loads((docs / "benchmarks.json").read_text())
-    instructions_path = docs / INSTRUCTIONS_JSON
-    instructions = json.loads(instructions_path.read_text()) if instructions_path.exists() else None
-    tls_path = docs / TLS_JSON
-    tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
-    wsgi_path = docs / WSGI_JSON
-    wsgi = json.loads(wsgi_path.read_text()) if wsgi_path.exists() else None
-    floor_path = docs / FLOOR_JSON
-    floor = json.loads(floor_path.read_text()) if floor_path.exists() else None
-    page = render_docs(report, docs / "benchmarks.json", CHARTS, instructions, tls, wsgi, floor)
+    page = render_docs(report, docs / "benchmarks.json", CHARTS, *sections(docs))
     assert page == (docs / "benchmarks.md").read_text(), (
         "docs/benchmarks.md differs from what docs/benchmarks.json makes: "
         "re-make it with python3 -m loadtests.bench --report docs/benchmarks.json"
