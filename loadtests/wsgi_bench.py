@@ -205,7 +205,7 @@ def bench_paired(
     one command differ by a few percent by themselves (where their memory and
     their hash seeds fell), which more pairs on the same two would not average out.
     """
-    out: dict[str, Any] = {"description": server.description, "pairs": pairs, "idle_open": 0}
+    out: dict[str, Any] = {"description": server.description, "pairs": pairs}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {path: {"idle": [], "bare": []} for path in PATHS}
     opened = []
     for first in range(0, pairs, PAIRS_PER_TWINS):
